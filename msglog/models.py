@@ -1,0 +1,294 @@
+"""The message log: Message, StatusEvent, Batch, Suppression (SPEC §3).
+
+Every model here is company-owned and scoped (django-scopes): a query outside a
+company scope raises. Indexes lead with company and created time, matching the
+Logs page's filters; the sequential key never appears in a URL (public_id does).
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+from django_scopes import ScopedManager
+
+from .kinds import Category, Channel, MessageType
+from .statuses import FAILED_GROUP, Status
+
+
+def new_public_id() -> str:
+    """An opaque, unguessable id for URLs (16 URL-safe characters, 96 bits)."""
+    return secrets.token_urlsafe(12)
+
+
+class Batch(models.Model):
+    """One bulk operation: a template sent to many recipients, with running counters."""
+
+    class State(models.TextChoices):
+        SCHEDULED = "scheduled", "Scheduled"
+        RUNNING = "running", "Running"
+        STOPPED = "stopped", "Stopped"
+        FINISHED = "finished", "Finished"
+
+    company = models.ForeignKey("companies.Company", on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=200)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    template = models.ForeignKey(
+        "templates_app.MessageTemplate",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="batches",
+    )
+    template_version = models.ForeignKey(
+        "templates_app.MessageTemplateVersion",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    state = models.CharField(max_length=20, choices=State.choices, default=State.RUNNING)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    restarted_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="restarts"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    scheduled_for = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    stopped_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Counters kept incrementally as messages move; never counted per page view.
+    total_count = models.PositiveIntegerField(default=0)
+    sent_count = models.PositiveIntegerField(default=0)
+    delivered_count = models.PositiveIntegerField(default=0)
+    opened_count = models.PositiveIntegerField(default=0)
+    failed_count = models.PositiveIntegerField(default=0)
+    canceled_count = models.PositiveIntegerField(default=0)
+
+    objects = ScopedManager(company="company")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "batches"
+        indexes = [models.Index(fields=["company", "-created_at"], name="batch_company_time")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def progress(self) -> str:
+        """'13/18': delivered of total, as the Batches page shows it."""
+        return f"{self.delivered_count}/{self.total_count}"
+
+
+class Message(models.Model):
+    """One outgoing SMS or email, with exactly what was sent and where it stands."""
+
+    public_id = models.CharField(max_length=24, unique=True, default=new_public_id, editable=False)
+    company = models.ForeignKey(
+        "companies.Company", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    to_address = models.CharField(max_length=254, help_text="E.164 phone number or email")
+    to_name = models.CharField(max_length=200, blank=True)
+    contact = models.ForeignKey(
+        "companies.Contact",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
+    )
+    category = models.CharField(max_length=20, choices=Category.choices)
+    message_type = models.CharField(max_length=30, choices=MessageType.choices)
+    template = models.ForeignKey(
+        "templates_app.MessageTemplate",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="messages",
+        db_index=False,
+    )
+    template_version = models.ForeignKey(
+        "templates_app.MessageTemplateVersion",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="messages",
+    )
+    subject = models.CharField(max_length=300, blank=True)
+    body_text = models.TextField(blank=True)
+    body_html = models.TextField(blank=True)
+    provider = models.CharField(max_length=30, blank=True)
+    provider_message_id = models.CharField(max_length=100, blank=True)
+    status = models.CharField(max_length=24, choices=Status.choices, default=Status.QUEUED)
+    status_reason = models.CharField(max_length=300, blank=True)
+    error_code = models.CharField(max_length=40, blank=True)
+    error_message = models.TextField(blank=True)
+    segments = models.PositiveSmallIntegerField(default=0)
+    encoding = models.CharField(max_length=10, blank=True, help_text="GSM-7 or UCS-2 for SMS")
+    credits = models.PositiveIntegerField(default=0, help_text="SMS credits charged")
+    batch = models.ForeignKey(
+        Batch,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="messages",
+        db_index=False,
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
+    )
+    idempotency_key = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, help_text="Queued at")
+    scheduled_for = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    clicked_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    metadata = models.JSONField(default=dict, blank=True)
+
+    objects = ScopedManager(company="company")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["company", "-created_at", "-id"], name="msg_company_time"),
+            models.Index(fields=["company", "status", "-created_at"], name="msg_company_status"),
+            models.Index(fields=["company", "channel", "-created_at"], name="msg_company_channel"),
+            models.Index(
+                fields=["company", "message_type", "-created_at"], name="msg_company_type"
+            ),
+            models.Index(fields=["company", "to_address"], name="msg_company_address"),
+            models.Index(fields=["template", "-created_at"], name="msg_template_time"),
+            models.Index(fields=["contact", "-created_at"], name="msg_contact_time"),
+            models.Index(fields=["batch", "status"], name="msg_batch_status"),
+            models.Index(fields=["-created_at", "-id"], name="msg_time"),
+            models.Index(
+                fields=["provider_message_id"],
+                name="msg_provider_id",
+                condition=~models.Q(provider_message_id=""),
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["company", "idempotency_key"],
+                name="msg_idempotency_key",
+                condition=~models.Q(idempotency_key=""),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_channel_display()} to {self.to_address}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("message-detail", kwargs={"public_id": self.public_id})
+
+    @property
+    def is_failed(self) -> bool:
+        return self.status in FAILED_GROUP
+
+
+class StatusEvent(models.Model):
+    """One report about a message: ours, a provider's webhook, or a poll result."""
+
+    class Source(models.TextChoices):
+        SYSTEM = "system", "Message Log"
+        SIMULATOR = "simulator", "Simulator"
+        TWILIO = "twilio", "Twilio"
+        SMTP = "smtp", "SMTP"
+        ANYMAIL = "anymail", "Email provider"
+        POLL = "poll", "Provider poll"
+        USER = "user", "User action"
+
+    company = models.ForeignKey(
+        "companies.Company", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, related_name="events", db_index=False
+    )
+    # A Status value, or blank for a report that does not move the status (a soft
+    # bounce, a retried transient error); `event` keeps the provider's own word.
+    status = models.CharField(max_length=24, choices=Status.choices, blank=True)
+    event = models.CharField(max_length=40, blank=True)
+    occurred_at = models.DateTimeField(help_text="When the provider says it happened")
+    received_at = models.DateTimeField(default=timezone.now)
+    source = models.CharField(max_length=20, choices=Source.choices, default=Source.SYSTEM)
+    error_code = models.CharField(max_length=40, blank=True)
+    error_message = models.TextField(blank=True)
+    reason = models.CharField(max_length=300, blank=True)
+    provider_event_id = models.CharField(max_length=100, blank=True)
+    dedupe_key = models.CharField(max_length=64)
+    raw_payload = models.JSONField(default=dict, blank=True)
+
+    objects = ScopedManager(company="company")
+
+    class Meta:
+        ordering = ["occurred_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "dedupe_key"], name="event_dedupe"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.status or self.event} at {self.occurred_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Suppression(models.Model):
+    """An address the company must not send to on one channel, and why."""
+
+    class Reason(models.TextChoices):
+        HARD_BOUNCE = "hard_bounce", "Hard bounce"
+        COMPLAINT = "complaint", "Spam complaint"
+        UNSUBSCRIBE = "unsubscribe", "Unsubscribed"
+        SMS_STOP = "sms_stop", "SMS STOP"
+        REPEATED_SOFT_BOUNCE = "repeated_soft_bounce", "Repeated soft bounces"
+        MANUAL = "manual", "Added by a user"
+
+    company = models.ForeignKey(
+        "companies.Company", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    address = models.CharField(max_length=254)
+    reason = models.CharField(max_length=30, choices=Reason.choices)
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    note = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = ScopedManager(company="company")
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["company", "channel", "address"], name="one_suppression_per_address"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.address} ({self.get_reason_display()})"

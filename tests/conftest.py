@@ -1,0 +1,75 @@
+"""Personas and shared fixtures.
+
+The story of most tests: Acme's admin, support person, accountant and viewer use the
+log; Rival Corp's admin is the outsider who must never see Acme's data; the
+operator is a platform superuser.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from django.test import Client
+
+from companies.roles import Role
+from tests.factories import PASSWORD, CompanyFactory, MembershipFactory, UserFactory
+
+
+@dataclass
+class Persona:
+    user: object
+    company: object | None
+    role: str | None
+
+    def client(self) -> Client:
+        client = Client()
+        assert client.login(username=self.user.username, password=PASSWORD)
+        return client
+
+
+@pytest.fixture
+def acme(db):
+    return CompanyFactory(name="Acme Clinics", slug="acme", sms_credit_balance=0)
+
+
+@pytest.fixture
+def rival(db):
+    return CompanyFactory(name="Rival Corp", slug="rival")
+
+
+def _member(company, role: str, username: str) -> Persona:
+    user = UserFactory(username=username)
+    MembershipFactory(user=user, company=company, role=role)
+    return Persona(user=user, company=company, role=role)
+
+
+@pytest.fixture
+def admin(acme) -> Persona:
+    return _member(acme, Role.ADMIN, "ada.admin")
+
+
+@pytest.fixture
+def support(acme) -> Persona:
+    return _member(acme, Role.SUPPORT, "sam.support")
+
+
+@pytest.fixture
+def accountant(acme) -> Persona:
+    return _member(acme, Role.ACCOUNTANT, "alex.accountant")
+
+
+@pytest.fixture
+def viewer(acme) -> Persona:
+    return _member(acme, Role.VIEWER, "val.viewer")
+
+
+@pytest.fixture
+def outsider(rival) -> Persona:
+    return _member(rival, Role.ADMIN, "otto.outsider")
+
+
+@pytest.fixture
+def operator(db) -> Persona:
+    user = UserFactory(username="olga.operator", is_superuser=True, is_staff=True)
+    return Persona(user=user, company=None, role=None)
