@@ -292,3 +292,54 @@ class Suppression(models.Model):
 
     def __str__(self) -> str:
         return f"{self.address} ({self.get_reason_display()})"
+
+
+class DailyRollup(models.Model):
+    """Messages per company, day, channel, category, type and status, kept incrementally.
+
+    Stats cards and the histogram read these (a few hundred rows a month) instead of
+    counting the log. `day` is the message's creation date in UTC. Counts move with
+    the message: a status change takes one from the old bucket and adds one to the new.
+    """
+
+    company = models.ForeignKey(
+        "companies.Company", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    day = models.DateField()
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    category = models.CharField(max_length=20, choices=Category.choices)
+    message_type = models.CharField(max_length=30, choices=MessageType.choices)
+    status = models.CharField(max_length=24, choices=Status.choices)
+    messages = models.IntegerField(default=0)
+    segments = models.IntegerField(default=0)
+    credits = models.IntegerField(default=0)
+
+    objects = ScopedManager(company="company")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["company", "day", "channel", "category", "message_type", "status"],
+                name="one_rollup_per_bucket",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.channel} {self.status}: {self.messages}"
+
+
+class ColumnPreference(models.Model):
+    """The columns a user chose to see on one kind of table (kept across visits)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    table = models.CharField(max_length=50)
+    columns = models.JSONField(default=list)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "table"], name="one_column_choice_per_table")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.table}"

@@ -4,14 +4,14 @@ from django.urls import path
 
 from companies.views import switch_company
 
-from . import views
+from .views import base, logs, messages
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", base.home, name="home"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("switch-company/", switch_company, name="switch-company"),
-    path("logs/", views.LogsView.as_view(), name="logs"),
-    path("messages/<str:public_id>/", views.MessageDetailView.as_view(), name="message-detail"),
+    path("logs/", logs.LogsView.as_view(), name="logs"),
+    path("messages/<str:public_id>/", messages.MessageDetailView.as_view(), name="message-detail"),
     path("admin/", admin.site.urls),
 ]
