@@ -14,6 +14,7 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from . import rollups
 from .models import Message, StatusEvent
 from .statuses import EventFact, derive
 
@@ -95,6 +96,8 @@ def refresh_message(message: Message) -> Message:
         derived = derive(facts, initial=locked.status).as_fields()
         changed = {k: v for k, v in derived.items() if getattr(locked, k) != v}
         if changed:
+            if "status" in changed:
+                rollups.move(locked, locked.status, changed["status"])
             changed["updated_at"] = timezone.now()
             Message.objects.filter(pk=locked.pk).update(**changed)
             for field, value in changed.items():

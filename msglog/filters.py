@@ -1,30 +1,89 @@
-"""The Logs page's filters. Every choice list is limited to the current company."""
+"""The Logs page's filters (SPEC §4). Every choice list is limited to the current company.
+
+Bad input never raises: an invalid value becomes a form error and an empty result.
+"""
 
 from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
 
 import django_filters
 from django import forms
 from django.db.models import Q, QuerySet
+from django.utils import timezone
 
+from companies.models import Company
 from templates_app.models import MessageTemplate
 
-from .kinds import Category, Channel, MessageType
-from .statuses import Status, display_words, matching_statuses
+from .kinds import Category, Channel, MessageType, Provider
+from .models import Batch
+from .search import search_messages
+from .statuses import FAILED_GROUP, Status, display_words, matching_statuses
+
+# The tabs above the table, each a fixed filter (SPEC §4).
+TABS: dict[str, tuple[str, Q]] = {
+    "all": ("All", Q()),
+    "email": ("Emails", Q(channel=Channel.EMAIL)),
+    "sms": ("SMS", Q(channel=Channel.SMS)),
+    "confirmations": ("Confirmations", Q(message_type=MessageType.CONFIRMATION)),
+    "reminders": ("Reminders", Q(message_type=MessageType.REMINDER)),
+    "failed": ("Failed", Q(status__in=FAILED_GROUP)),
+}
+
+PERIODS = [
+    ("today", "Today"),
+    ("7d", "Last 7 days"),
+    ("30d", "Last 30 days"),
+    ("all", "All time"),
+    ("custom", "Custom"),
+]
+DEFAULT_PERIOD = "30d"
+
+
+def start_of_day(day: date) -> datetime:
+    try:
+        return datetime.combine(day, time.min, tzinfo=UTC)
+    except OverflowError:  # a date at the very end of the calendar
+        return datetime.max.replace(tzinfo=UTC)
+
+
+def period_range(period: str, today: date) -> tuple[date | None, date | None]:
+    """The first and last day a preset period covers (UTC days)."""
+    return {
+        "today": (today, today),
+        "7d": (today - timedelta(days=6), today),
+        "30d": (today - timedelta(days=29), today),
+    }.get(period, (None, None))
 
 
 class MessageFilter(django_filters.FilterSet):
+    tab = django_filters.ChoiceFilter(
+        choices=[(key, label) for key, (label, _) in TABS.items()],
+        method="filter_tab",
+        empty_label=None,
+        widget=forms.HiddenInput,
+    )
     q = django_filters.CharFilter(
         method="filter_search",
         label="Search",
+        max_length=200,
         widget=forms.TextInput(
             attrs={"placeholder": "Name, email, phone or subject", "type": "search"}
         ),
     )
+    period = django_filters.ChoiceFilter(
+        choices=PERIODS, method="filter_period", label="Date", empty_label=None
+    )
+    date_from = django_filters.DateFilter(
+        method="filter_date_from", label="From", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    date_to = django_filters.DateFilter(
+        method="filter_date_to", label="To", widget=forms.DateInput(attrs={"type": "date"})
+    )
     channel = django_filters.ChoiceFilter(choices=Channel.choices, empty_label="Any channel")
     status = django_filters.MultipleChoiceFilter(
         choices=[(s.value, display_words(s)) for s in Status],
-        method="filter_status",
-        widget=forms.SelectMultiple(attrs={"size": 6}),
+        widget=forms.SelectMultiple(attrs={"size": 4}),
     )
     category = django_filters.ChoiceFilter(choices=Category.choices, empty_label="Any category")
     message_type = django_filters.ChoiceFilter(
@@ -33,41 +92,112 @@ class MessageFilter(django_filters.FilterSet):
     template = django_filters.ModelChoiceFilter(
         queryset=MessageTemplate.objects.none(), empty_label="Any template"
     )
-    date_from = django_filters.DateFilter(
-        field_name="created_at",
-        lookup_expr="date__gte",
-        label="From",
-        widget=forms.DateInput(attrs={"type": "date"}),
+    provider = django_filters.ChoiceFilter(choices=Provider.choices, empty_label="Any provider")
+    batch = django_filters.ModelChoiceFilter(queryset=Batch.objects.none(), empty_label="Any batch")
+    has_errors = django_filters.BooleanFilter(
+        method="filter_has_errors",
+        label="Errors",
+        widget=forms.Select(
+            choices=[("", "With or without"), ("true", "Has errors"), ("false", "No errors")]
+        ),
     )
-    date_to = django_filters.DateFilter(
-        field_name="created_at",
-        lookup_expr="date__lte",
-        label="To",
-        widget=forms.DateInput(attrs={"type": "date"}),
+    error_code = django_filters.CharFilter(max_length=40, label="Error code")
+    company = django_filters.ModelChoiceFilter(
+        queryset=Company.objects.none(), empty_label="All companies"
     )
 
-    def __init__(self, *args, company=None, **kwargs):
-        super().__init__(*args, **kwargs)
+    # Filters the daily rollups can answer; any other one makes the cards count the log.
+    ROLLUP_FILTERS = frozenset(
+        {
+            "tab",
+            "period",
+            "date_from",
+            "date_to",
+            "channel",
+            "status",
+            "category",
+            "message_type",
+            "company",
+        }
+    )
+
+    def __init__(self, data=None, *args, company=None, all_companies=False, today=None, **kwargs):
+        data = data.copy() if data is not None else None
+        if data is not None:
+            data.setdefault("tab", "all")
+            if data.get("date_from") or data.get("date_to"):
+                data.setdefault("period", "custom")
+            data.setdefault("period", DEFAULT_PERIOD)
+        super().__init__(data, *args, **kwargs)
+        self.today = today or timezone.now().date()
         templates = MessageTemplate.objects.all()
+        batches = Batch.objects.all()
         if company is not None:
             templates = templates.filter(company=company)
+            batches = batches.filter(company=company)
         self.filters["template"].queryset = templates.only("id", "name")
+        self.filters["batch"].queryset = batches.only("id", "name")
+        if all_companies:
+            self.filters["company"].queryset = Company.objects.all()
+        else:
+            del self.filters["company"]
+
+    @property
+    def current_tab(self) -> str:
+        value = self.form.cleaned_data.get("tab") if self.is_bound and self.is_valid() else None
+        return value or "all"
+
+    def date_bounds(self) -> tuple[date | None, date | None]:
+        """The first and last day the filters select (None: unbounded)."""
+        if not (self.is_bound and self.is_valid()):
+            return period_range(DEFAULT_PERIOD, self.today)
+        data = self.form.cleaned_data
+        if data.get("period") == "custom":
+            return data.get("date_from"), data.get("date_to")
+        return period_range(data.get("period") or DEFAULT_PERIOD, self.today)
+
+    def active_filters(self) -> set[str]:
+        if not (self.is_bound and self.is_valid()):
+            return set()
+        return {
+            name
+            for name, value in self.form.cleaned_data.items()
+            if value not in (None, "", [], ()) and not (name == "tab" and value == "all")
+        }
+
+    def rollups_can_answer(self) -> bool:
+        return self.active_filters() <= self.ROLLUP_FILTERS
+
+    def filter_tab(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return queryset.filter(TABS[value][1]) if value in TABS else queryset
+
+    def filter_period(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        start, end = period_range(value, self.today)
+        return self.filter_date_to(self.filter_date_from(queryset, name, start), name, end)
+
+    # Whole UTC days as a created_at range, so the (company, created_at) index serves it.
+    def filter_date_from(self, queryset: QuerySet, name: str, value: date | None) -> QuerySet:
+        if value is None:
+            return queryset
+        return queryset.filter(created_at__gte=start_of_day(value))
+
+    def filter_date_to(self, queryset: QuerySet, name: str, value: date | None) -> QuerySet:
+        if value is None:
+            return queryset
+        return queryset.filter(created_at__lt=start_of_day(value + timedelta(days=1)))
 
     def filter_search(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         value = value.strip()
         if not value:
             return queryset
         words = matching_statuses(value)
-        match = (
-            Q(to_name__icontains=value)
-            | Q(to_address__icontains=value)
-            | Q(subject__icontains=value)
-        )
-        if words:
-            match |= Q(status__in=words)
-        return queryset.filter(match)
+        if words:  # "Dropped", "InvalidPhoneNumber": a status in another product's words
+            matching = search_messages(queryset, value).values("pk")
+            return queryset.filter(Q(status__in=words) | Q(pk__in=matching))
+        return search_messages(queryset, value)
 
-    def filter_status(self, queryset: QuerySet, name: str, value: list[str]) -> QuerySet:
-        if not value:
+    def filter_has_errors(self, queryset: QuerySet, name: str, value: bool | None) -> QuerySet:
+        if value is None:
             return queryset
-        return queryset.filter(status__in=value)
+        errors = ~Q(error_code="") | ~Q(error_message="")
+        return queryset.filter(errors if value else ~errors)

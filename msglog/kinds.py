@@ -30,3 +30,10 @@ class MessageType(models.TextChoices):
     WAITLIST = "waitlist", "Waitlist"
     CUSTOM = "custom", "Custom"
     SYSTEM = "system", "System"
+
+
+class Provider(models.TextChoices):
+    SIMULATOR = "simulator", "Simulator"
+    TWILIO = "twilio", "Twilio"
+    SMTP = "smtp", "SMTP"
+    ANYMAIL = "anymail", "Email service (anymail)"

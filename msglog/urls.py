@@ -12,6 +12,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("switch-company/", switch_company, name="switch-company"),
     path("logs/", logs.LogsView.as_view(), name="logs"),
+    path("logs/columns/", logs.ColumnChoiceView.as_view(), name="log-columns"),
     path("messages/<str:public_id>/", messages.MessageDetailView.as_view(), name="message-detail"),
     path("admin/", admin.site.urls),
 ]

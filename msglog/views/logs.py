@@ -1,39 +1,239 @@
-"""Message Service > Logs."""
+"""Message Service > Logs: tabs, filters, stats cards, histogram and the message table.
+
+The whole state of the view (tab, filters, sort, cursor or page, visible columns) is in
+the URL, so a copied link opens the same view for a colleague of the same company.
+"""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
+from django.core.paginator import EmptyPage, PageNotAnInteger
+from django.db.models import Count, QuerySet, Sum
+from django.db.models.functions import TruncDate
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import redirect
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views import View
 from django_filters.views import FilterView
-from django_tables2 import SingleTableMixin
+from django_tables2 import RequestConfig, SingleTableMixin
 from django_tables2.paginators import LazyPaginator
 
 from companies.tenancy import for_company
 
-from ..filters import MessageFilter
-from ..models import Message
-from ..tables import MessageTable
+from .. import rollups
+from ..filters import TABS, MessageFilter
+from ..models import ColumnPreference, Message
+from ..pagination import KeysetPaginator, capped_count
+from ..tables import ALWAYS_SHOWN, OPTIONAL_COLUMNS, MessageTable, hidden_columns
 from .base import CompanyViewMixin
+
+TABLE_KEY = "messages"
+PER_PAGE = 50
+MAX_HISTOGRAM_DAYS = 400
+
+
+def saved_columns(user, table: str = TABLE_KEY) -> list[str] | None:
+    choice = ColumnPreference.objects.filter(user=user, table=table).first()
+    return choice.columns if choice else None
 
 
 class LogsView(CompanyViewMixin, SingleTableMixin, FilterView):
-    """Message Service > Logs: the company's messages, newest first."""
+    """The company's messages, newest first, with everything a support person filters by."""
 
     model = Message
     table_class = MessageTable
     filterset_class = MessageFilter
     template_name = "msglog/logs.html"
-    table_pagination = {"paginator_class": LazyPaginator, "per_page": 50}
+    # Invalid filters give an empty table and the form's errors, never an exception.
+    strict = True
 
-    def get_queryset(self):
+    def base_queryset(self) -> QuerySet:
+        """The messages this page lists before filters; pages built on this one narrow it."""
+        return for_company(Message.objects.all(), self.request)
+
+    def get_queryset(self) -> QuerySet:
         return (
-            for_company(Message.objects.all(), self.request)
-            .select_related("template", "company")
-            .defer("body_text", "body_html", "metadata")
+            self.base_queryset()
+            .select_related("template", "company", "batch")
+            .defer("body_text", "body_html", "metadata", "error_message")
         )
 
     def get_filterset_kwargs(self, filterset_class):
         kwargs = super().get_filterset_kwargs(filterset_class)
         kwargs["company"] = self.request.company
+        kwargs["all_companies"] = self.request.all_companies
+        kwargs["today"] = timezone.now().date()
         return kwargs
 
+    # --- Columns -------------------------------------------------------------------------
+
+    def visible_columns(self) -> list[str] | None:
+        """The columns in the URL (a shared link), else the user's saved choice."""
+        if "cols" in self.request.GET:
+            return [c for c in self.request.GET.getlist("cols") if c in OPTIONAL_COLUMNS]
+        return saved_columns(self.request.user)
+
     def get_table_kwargs(self):
-        return {"show_company": self.request.all_companies}
+        return {
+            "hidden": hidden_columns(self.visible_columns()),
+            "show_company": self.request.all_companies,
+        }
+
+    # --- Sorting and paging ----------------------------------------------------------------
+
+    def get_table(self, **kwargs):
+        table = self.get_table_class()(data=self.get_table_data(), **self.get_table_kwargs())
+        RequestConfig(self.request, paginate=False).configure(table)  # ?sort= only
+        order = [str(o) for o in (table.order_by or ())] or ["-created_at"]
+        per_page = self.per_page()
+        if order[0] in {"created_at", "-created_at"}:
+            # Date order, the default: seek pagination, as fast on page 200 as on page 1.
+            table.paginate(
+                paginator_class=KeysetPaginator,
+                per_page=per_page,
+                page=self.request.GET.get("cursor", ""),
+                descending=order[0].startswith("-"),
+            )
+        else:
+            try:
+                table.paginate(
+                    paginator_class=LazyPaginator,
+                    per_page=per_page,
+                    page=self.request.GET.get("page", 1),
+                )
+            except (PageNotAnInteger, EmptyPage):
+                table.paginate(paginator_class=LazyPaginator, per_page=per_page, page=1)
+        return table
+
+    def per_page(self) -> int:
+        try:
+            return min(max(int(self.request.GET.get("per_page", PER_PAGE)), 10), 200)
+        except ValueError:
+            return PER_PAGE
+
+    # --- Page context ----------------------------------------------------------------------
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        filterset: MessageFilter = context["filter"]
+        count, more = capped_count(self.object_list)
+        cards, days, series = self.stats(filterset)
+        visible = set(OPTIONAL_COLUMNS) - hidden_columns(self.visible_columns())
+        context.update(
+            tabs=self.tabs(filterset.current_tab),
+            match_count=count,
+            match_more=more,
+            cards=cards,
+            histogram={
+                "days": [d.isoformat() for d in days],
+                "series": series,
+                "stacks": [(k, label) for k, label, _ in rollups.HISTOGRAM_STACKS],
+            },
+            histogram_rows=[
+                (d, [series[k][i] for k, _, _ in rollups.HISTOGRAM_STACKS])
+                for i, d in enumerate(days)
+            ],
+            stacks=rollups.HISTOGRAM_STACKS,
+            column_choices=[
+                (name, label, name in visible)
+                for name, label in OPTIONAL_COLUMNS.items()
+                if name != "company" or self.request.all_companies
+            ],
+            always_shown=ALWAYS_SHOWN,
+            cards_from_rollups=filterset.rollups_can_answer(),
+            query_without=lambda *names: self.query_without(*names),
+        )
+        return context
+
+    def query_without(self, *names: str) -> str:
+        query: QueryDict = self.request.GET.copy()
+        for name in names:
+            query.pop(name, None)
+        return query.urlencode()
+
+    def tabs(self, current: str) -> list[tuple[str, str, str, bool]]:
+        base = self.request.GET.copy()
+        for name in ("tab", "cursor", "page"):
+            base.pop(name, None)
+        tabs = []
+        for key, (label, _) in TABS.items():
+            query = base.copy()
+            query["tab"] = key
+            tabs.append((key, label, query.urlencode(), key == current))
+        return tabs
+
+    def stats(self, filterset: MessageFilter):
+        """Cards and histogram: from the daily rollups when they can answer the filters."""
+        today = timezone.now().date()
+        start, end = filterset.date_bounds()
+        if not filterset.is_valid():
+            return rollups.summarize([], today)[0], [], {}
+        if filterset.rollups_can_answer():
+            rows = self.rollup_rows(filterset, start, end)
+        else:
+            rows = (
+                filterset.qs.order_by()
+                .annotate(day=TruncDate("created_at"))
+                .values("day", "status")
+                .annotate(n=Count("id"), seg=Sum("segments"), cred=Sum("credits"))
+            )
+        cards, days, series = rollups.summarize(rows, today)
+        if start and end and (end - start).days < MAX_HISTOGRAM_DAYS:
+            days, series = fill_days(start, end, days, series)
+        return cards, days, series
+
+    def rollup_rows(self, filterset: MessageFilter, start: date | None, end: date | None):
+        data = filterset.form.cleaned_data
+        company = self.request.company
+        if company is None and self.request.all_companies and data.get("company"):
+            company = data["company"]
+        buckets = (
+            rollups.rollups_for(company)
+            if (company is not None or self.request.all_companies)
+            else rollups.rollups_for(None).none()
+        )
+        buckets = buckets.filter(TABS[filterset.current_tab][1])
+        if start:
+            buckets = buckets.filter(day__gte=start)
+        if end:
+            buckets = buckets.filter(day__lte=end)
+        for name in ("channel", "category", "message_type"):
+            if data.get(name):
+                buckets = buckets.filter(**{name: data[name]})
+        if data.get("status"):
+            buckets = buckets.filter(status__in=data["status"])
+        return (
+            buckets.values("day", "status")
+            .annotate(n=Sum("messages"), seg=Sum("segments"), cred=Sum("credits"))
+            .order_by()
+        )
+
+
+def fill_days(start: date, end: date, days: list[date], series: dict[str, list[int]]):
+    """Every day of the range, with zeros where nothing was sent (the chart keeps scale)."""
+    index = {d: i for i, d in enumerate(days)}
+    all_days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+    filled = {
+        key: [values[index[d]] if d in index else 0 for d in all_days]
+        for key, values in series.items()
+    }
+    return all_days, filled
+
+
+class ColumnChoiceView(CompanyViewMixin, View):
+    """Save which columns a user wants to see, then go back to the view they came from."""
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        columns = [c for c in request.POST.getlist("cols") if c in OPTIONAL_COLUMNS]
+        ColumnPreference.objects.update_or_create(
+            user=request.user, table=TABLE_KEY, defaults={"columns": columns}
+        )
+        next_url = request.POST.get("next", "")
+        if not url_has_allowed_host_and_scheme(next_url, {request.get_host()}):
+            next_url = "/logs/"
+        path, _, query = next_url.partition("?")
+        params = QueryDict(query, mutable=True)
+        params.setlist("cols", columns)
+        return redirect(f"{path}?{params.urlencode()}")

@@ -13,7 +13,7 @@ from django_scopes.exceptions import ScopeError
 
 from companies.models import Company, Contact, CreditLedgerEntry, Membership
 from companies.roles import Role
-from msglog.models import Message
+from msglog.models import DailyRollup, Message
 from tests.conftest import Persona
 from tests.factories import (
     BatchFactory,
@@ -114,7 +114,27 @@ def rival_objects(rival, outsider):
             company=rival, kind="top_up", amount=10, balance_after=10
         )
         membership = Membership.objects.get(company=rival)
-    objects = [template, version, batch, contact, message, event, suppression, ledger, membership]
+        rollup = DailyRollup.objects.create(
+            company=rival,
+            day=message.created_at.date(),
+            channel="email",
+            category="service",
+            message_type="custom",
+            status="queued",
+            messages=1,
+        )
+    objects = [
+        template,
+        version,
+        batch,
+        contact,
+        message,
+        event,
+        suppression,
+        ledger,
+        membership,
+        rollup,
+    ]
     assert {type(o) for o in objects} >= set(scoped_models())
     return objects
 
