@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import django_filters
 from django import forms
 from django.db.models import Q, QuerySet
+from django.http import QueryDict
 from django.utils import timezone
 
 from companies.models import Company
@@ -121,13 +122,23 @@ class MessageFilter(django_filters.FilterSet):
         }
     )
 
-    def __init__(self, data=None, *args, company=None, all_companies=False, today=None, **kwargs):
-        data = data.copy() if data is not None else None
-        if data is not None:
-            data.setdefault("tab", "all")
-            if data.get("date_from") or data.get("date_to"):
-                data.setdefault("period", "custom")
-            data.setdefault("period", DEFAULT_PERIOD)
+    def __init__(
+        self,
+        data=None,
+        *args,
+        company=None,
+        all_companies: bool = False,
+        today: date | None = None,
+        default_period: str = DEFAULT_PERIOD,
+        **kwargs,
+    ):
+        # Always bound, with the defaults filled in: an empty query string is a valid view.
+        data = data.copy() if data is not None else QueryDict(mutable=True)
+        data.setdefault("tab", "all")
+        if data.get("date_from") or data.get("date_to"):
+            data.setdefault("period", "custom")
+        data.setdefault("period", default_period)
+        self.default_period = default_period
         super().__init__(data, *args, **kwargs)
         self.today = today or timezone.now().date()
         templates = MessageTemplate.objects.all()
@@ -144,20 +155,20 @@ class MessageFilter(django_filters.FilterSet):
 
     @property
     def current_tab(self) -> str:
-        value = self.form.cleaned_data.get("tab") if self.is_bound and self.is_valid() else None
+        value = self.form.cleaned_data.get("tab") if self.is_valid() else None
         return value or "all"
 
     def date_bounds(self) -> tuple[date | None, date | None]:
         """The first and last day the filters select (None: unbounded)."""
-        if not (self.is_bound and self.is_valid()):
-            return period_range(DEFAULT_PERIOD, self.today)
+        if not self.is_valid():
+            return period_range(self.default_period, self.today)
         data = self.form.cleaned_data
         if data.get("period") == "custom":
             return data.get("date_from"), data.get("date_to")
-        return period_range(data.get("period") or DEFAULT_PERIOD, self.today)
+        return period_range(data.get("period") or self.default_period, self.today)
 
     def active_filters(self) -> set[str]:
-        if not (self.is_bound and self.is_valid()):
+        if not self.is_valid():
             return set()
         return {
             name

@@ -18,8 +18,9 @@ from django_tables2.rows import BoundRows
 COUNT_CAP = 10_000
 
 
-def capped_count(queryset: QuerySet, cap: int = COUNT_CAP) -> tuple[int, bool]:
+def capped_count(queryset: QuerySet, cap: int | None = None) -> tuple[int, bool]:
     """How many rows match, counting at most `cap` + 1: (count, more_than_cap)."""
+    cap = cap or COUNT_CAP
     n = queryset.order_by()[: cap + 1].count()
     return min(n, cap), n > cap
 

@@ -23,7 +23,7 @@ from django_tables2.paginators import LazyPaginator
 from companies.tenancy import for_company
 
 from .. import rollups
-from ..filters import TABS, MessageFilter
+from ..filters import DEFAULT_PERIOD, TABS, MessageFilter
 from ..models import ColumnPreference, Message
 from ..pagination import KeysetPaginator, capped_count
 from ..tables import ALWAYS_SHOWN, OPTIONAL_COLUMNS, MessageTable, hidden_columns
@@ -48,6 +48,7 @@ class LogsView(CompanyViewMixin, SingleTableMixin, FilterView):
     template_name = "msglog/logs.html"
     # Invalid filters give an empty table and the form's errors, never an exception.
     strict = True
+    default_period = DEFAULT_PERIOD
 
     def base_queryset(self) -> QuerySet:
         """The messages this page lists before filters; pages built on this one narrow it."""
@@ -65,6 +66,7 @@ class LogsView(CompanyViewMixin, SingleTableMixin, FilterView):
         kwargs["company"] = self.request.company
         kwargs["all_companies"] = self.request.all_companies
         kwargs["today"] = timezone.now().date()
+        kwargs["default_period"] = self.default_period
         return kwargs
 
     # --- Columns -------------------------------------------------------------------------

@@ -178,8 +178,7 @@ def test_a_capped_count_instead_of_counting_everything(support, acme, monkeypatc
     from msglog import pagination
 
     monkeypatch.setattr(pagination, "COUNT_CAP", 5)
-    for i in range(8):
-        MessageFactory(company=acme)
+    MessageFactory.create_batch(8, company=acme)
     response = support.client().get("/logs/")
     assert response.context["match_count"] == 5 and response.context["match_more"] is True
     assert "5+ messages match" in rows(response)
