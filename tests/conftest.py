@@ -7,12 +7,16 @@ operator is a platform superuser.
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 from django.test import Client
 
 from companies.roles import Role
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.factories import PASSWORD, CompanyFactory, MembershipFactory, UserFactory
 
 
@@ -73,3 +77,18 @@ def outsider(rival) -> Persona:
 def operator(db) -> Persona:
     user = UserFactory(username="olga.operator", is_superuser=True, is_staff=True)
     return Persona(user=user, company=None, role=None)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[object]:
+    if not shutil.which(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (.ci/run does).")
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the tests
+    # make between browser steps are still plain synchronous calls.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

@@ -27,7 +27,7 @@
     for (let s = data.stacks.length - 1; s >= 0; s--) {  // tallest first, so smaller bars paint over it
       const [key, label] = data.stacks[s];
       series.push({
-        label, fill: COLORS[key], stroke: COLORS[key], width: 0,
+        label, fill: COLORS[key], stroke: COLORS[key], width: 0, points: { show: false },
         paths: uPlot.paths.bars({ size: [0.8, 40] }),
         value: (u, v, si, i) => (i == null ? "" : data.series[key][i]),
       });
