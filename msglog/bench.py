@@ -112,21 +112,32 @@ def bench_logs(runs: int = 30) -> dict:
     admin = signed_in(BENCH_OPERATOR, company, superuser=True)
     week_ago = (timezone.now() - timedelta(days=6)).date().isoformat()
     term = search_term(company)
-    failed = "undelivered,bounced,failed,invalid_recipient,insufficient_credits," \
-             "channel_disabled,suppressed"
+    failed = (
+        "undelivered,bounced,failed,invalid_recipient,insufficient_credits,"
+        "channel_disabled,suppressed"
+    )
     views = {
-        "no_filter": ("/logs/?period=all",
-                      f"/admin/msglog/message/?company__id__exact={company.pk}"),
-        "failed_group": ("/logs/?tab=failed&period=all",
-                         f"/admin/msglog/message/?company__id__exact={company.pk}"
-                         f"&status__in={failed}"),
-        "sms_last_7_days": ("/logs/?channel=sms&period=7d",
-                            f"/admin/msglog/message/?company__id__exact={company.pk}"
-                            f"&channel__exact=sms&created_at__gte={week_ago}"),
-        "search_email": (f"/logs/?period=all&q={term}",
-                         f"/admin/msglog/message/?company__id__exact={company.pk}&q={term}"),
-        "page_200": (f"/logs/?period=all&cursor={page_cursor(company, 200)}",
-                     f"/admin/msglog/message/?company__id__exact={company.pk}&p=200"),
+        "no_filter": (
+            "/logs/?period=all",
+            f"/admin/msglog/message/?company__id__exact={company.pk}",
+        ),
+        "failed_group": (
+            "/logs/?tab=failed&period=all",
+            f"/admin/msglog/message/?company__id__exact={company.pk}&status__in={failed}",
+        ),
+        "sms_last_7_days": (
+            "/logs/?channel=sms&period=7d",
+            f"/admin/msglog/message/?company__id__exact={company.pk}"
+            f"&channel__exact=sms&created_at__gte={week_ago}",
+        ),
+        "search_email": (
+            f"/logs/?period=all&q={term}",
+            f"/admin/msglog/message/?company__id__exact={company.pk}&q={term}",
+        ),
+        "page_200": (
+            f"/logs/?period=all&cursor={page_cursor(company, 200)}",
+            f"/admin/msglog/message/?company__id__exact={company.pk}&p=200",
+        ),
     }
     figures: dict = {"company_messages": company_messages(company), "search_term": term}
     admin_runs = max(5, runs // 3)  # the admin is slow at this size; fewer runs suffice
@@ -162,8 +173,7 @@ def bench_stats(runs: int = 50) -> dict:
 
     def compute():
         with scope(company=company.pk):
-            filterset = MessageFilter(request.GET, queryset=Message.objects.none(),
-                                      company=company)
+            filterset = MessageFilter(request.GET, queryset=Message.objects.none(), company=company)
             filterset.is_valid()
             return view.stats(filterset)
 

@@ -2,9 +2,11 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from companies.contact_views import ContactDetailView
 from companies.views import switch_company
+from templates_app.views import TemplateDetailView
 
-from .views import base, logs, messages
+from .views import base, failed, logs, messages
 
 urlpatterns = [
     path("", base.home, name="home"),
@@ -14,5 +16,13 @@ urlpatterns = [
     path("logs/", logs.LogsView.as_view(), name="logs"),
     path("logs/columns/", logs.ColumnChoiceView.as_view(), name="log-columns"),
     path("messages/<str:public_id>/", messages.MessageDetailView.as_view(), name="message-detail"),
+    path(
+        "messages/<str:public_id>/content/",
+        messages.MessageContentView.as_view(),
+        name="message-content",
+    ),
+    path("failed/", failed.FailedView.as_view(), name="failed"),
+    path("templates/<int:template_id>/", TemplateDetailView.as_view(), name="template-detail"),
+    path("contacts/<int:contact_id>/", ContactDetailView.as_view(), name="contact-detail"),
     path("admin/", admin.site.urls),
 ]

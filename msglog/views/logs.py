@@ -49,6 +49,13 @@ class LogsView(CompanyViewMixin, SingleTableMixin, FilterView):
     # Invalid filters give an empty table and the form's errors, never an exception.
     strict = True
     default_period = DEFAULT_PERIOD
+    # Cards and histogram describe the company's traffic; narrower pages leave them out.
+    show_stats = True
+
+    def get_template_names(self) -> list[str]:
+        if self.request.htmx and self.request.htmx.target == "live":
+            return ["msglog/logs.html#live"]  # a refresh: only the part that changes
+        return super().get_template_names()
 
     def base_queryset(self) -> QuerySet:
         """The messages this page lists before filters; pages built on this one narrow it."""
@@ -121,7 +128,7 @@ class LogsView(CompanyViewMixin, SingleTableMixin, FilterView):
         context = super().get_context_data(**kwargs)
         filterset: MessageFilter = context["filter"]
         count, more = capped_count(self.object_list)
-        cards, days, series = self.stats(filterset)
+        cards, days, series = self.stats(filterset) if self.show_stats else (None, [], {})
         visible = set(OPTIONAL_COLUMNS) - hidden_columns(self.visible_columns())
         context.update(
             tabs=self.tabs(filterset.current_tab),
@@ -145,6 +152,7 @@ class LogsView(CompanyViewMixin, SingleTableMixin, FilterView):
             ],
             always_shown=ALWAYS_SHOWN,
             cards_from_rollups=filterset.rollups_can_answer(),
+            show_stats=self.show_stats,
             query_without=lambda *names: self.query_without(*names),
         )
         return context

@@ -14,8 +14,9 @@ class Command(BaseCommand):
     help = "Run the benchmarks (on PostgreSQL, data from seed_bulk) and print JSON figures."
 
     def add_arguments(self, parser):
-        parser.add_argument("--only", nargs="*", choices=sorted(BENCHMARKS),
-                            help="run only these benchmarks")
+        parser.add_argument(
+            "--only", nargs="*", choices=sorted(BENCHMARKS), help="run only these benchmarks"
+        )
 
     def handle(self, *args, only=None, **options):
         if connection.vendor != "postgresql":
