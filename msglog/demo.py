@@ -44,6 +44,7 @@ from django_scopes import scopes_disabled
 from companies.models import Company, Contact, CreditLedgerEntry, Membership
 from companies.roles import Role
 from templates_app.models import MessageTemplate, MessageTemplateVersion
+from templates_app.rendering import render
 
 from . import rollups
 from .events import dedupe_key
@@ -432,19 +433,6 @@ def template_content(tspec: TemplateSpec, spec: CompanySpec, v2: bool = False) -
         "text": _fill_company(text, spec),
         "html": _fill_company(page, spec),
     }
-
-
-PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
-
-
-def render(text: str, context: dict[str, str], *, escape: bool = False) -> str:
-    """Fill {{ name }} placeholders; values are HTML-escaped in HTML bodies."""
-
-    def value(match: re.Match) -> str:
-        found = str(context.get(match.group(1), ""))
-        return html.escape(found) if escape else found
-
-    return PLACEHOLDER.sub(value, text)
 
 
 # --------------------------------------------------------------------------------------

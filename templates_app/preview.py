@@ -9,8 +9,6 @@ shown in a sandboxed iframe (no scripts, no same origin).
 
 from __future__ import annotations
 
-import html
-import re
 from dataclasses import dataclass, field
 
 from django.utils.safestring import SafeString
@@ -19,7 +17,7 @@ from msglog.content import html_document
 from msglog.kinds import Channel
 from msglog.segments import count_segments, length_in_units
 
-PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+from .rendering import placeholders, render
 
 SAMPLE_DATA: dict[str, str] = {
     "first_name": "Jane",
@@ -36,20 +34,9 @@ SAMPLE_DATA: dict[str, str] = {
 }
 
 
-def placeholders(text: str) -> list[str]:
-    """The placeholder names a text uses, in order of first use."""
-    return list(dict.fromkeys(PLACEHOLDER.findall(text)))
-
-
 def fill(text: str, data: dict[str, str], *, escape: bool = False) -> str:
     """Replace each ``{{ name }}`` with its value; a name without a value stays as written."""
-
-    def value(match: re.Match) -> str:
-        found = data.get(match.group(1))
-        text = match.group(0) if found is None else str(found)
-        return html.escape(text) if escape else text
-
-    return PLACEHOLDER.sub(value, text)
+    return render(text, data, escape=escape, keep_missing=True)
 
 
 @dataclass(frozen=True)

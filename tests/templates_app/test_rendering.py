@@ -1,0 +1,22 @@
+"""Placeholders are filled by name, and nothing else in a company's text runs."""
+
+from templates_app.rendering import placeholders, render
+
+
+def test_a_value_fills_its_placeholder_however_it_is_spaced():
+    assert render("Hi {{first_name}}, {{ first_name }}!", {"first_name": "Ada"}) == "Hi Ada, Ada!"
+
+
+def test_a_missing_value_is_left_out_of_a_send_but_shown_in_a_preview():
+    assert render("Hi {{ first_name }}.", {}) == "Hi ."
+    assert render("Hi {{ first_name }}.", {}, keep_missing=True) == "Hi {{ first_name }}."
+
+
+def test_values_are_escaped_in_html_and_template_syntax_does_not_run():
+    html = render("<p>{{ name }}</p>", {"name": "<script>x</script>"}, escape=True)
+    assert html == "<p>&lt;script&gt;x&lt;/script&gt;</p>"
+    assert render("{% load x %}{{ a.b }}", {"a": "z"}) == "{% load x %}{{ a.b }}"
+
+
+def test_placeholders_are_listed_once_in_order():
+    assert placeholders("{{ b }} {{ a }} {{ b }}") == ["b", "a"]
