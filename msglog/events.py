@@ -104,3 +104,29 @@ def refresh_message(message: Message) -> Message:
                 setattr(message, field, value)
                 setattr(locked, field, value)
     return message
+
+
+def apply_report(message: Message, report, source: str) -> bool:
+    """A provider's report (simulator, poll or webhook) as an event of its message.
+
+    The dedupe key is the report's content: the provider's message id, status, time and
+    event id, so the same report delivered again is stored once.
+    """
+    return record_event(
+        message,
+        report.status,
+        source=source,
+        occurred_at=report.occurred_at,
+        event=report.event or report.status,
+        error_code=report.error_code,
+        error_message=report.error_message,
+        provider_event_id=report.provider_event_id,
+        raw_payload=report.raw,
+        key_parts=(
+            report.provider_message_id or message.public_id,
+            report.status,
+            report.event,
+            report.occurred_at.isoformat(),
+            report.provider_event_id,
+        ),
+    )

@@ -343,3 +343,25 @@ class ColumnPreference(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} {self.table}"
+
+
+class SimulatedSend(models.Model):
+    """The simulator provider's own record of every message handed to it.
+
+    It plays the part of a real provider's database: reconciliation asks it what it
+    received, and tests count provider calls in it. Not company data: it is keyed by
+    the provider message id and our public id, as a provider would know them.
+    """
+
+    provider_message_id = models.CharField(max_length=64, unique=True)
+    public_id = models.CharField(max_length=24, db_index=True)
+    company_id = models.BigIntegerField(db_index=True)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    to_address = models.CharField(max_length=254)
+    accepted_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["accepted_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.provider_message_id} to {self.to_address}"

@@ -210,8 +210,18 @@ CELERY_TASK_ROUTES = {
     "msglog.tasks.send_sms_*": {"queue": "sms"},
     "msglog.tasks.send_email_*": {"queue": "email"},
     "msglog.tasks.apply_*": {"queue": "events"},
+    "msglog.tasks.refresh_*": {"queue": "events"},
 }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER")
+CELERY_BEAT_SCHEDULE = {
+    "dispatch-due-messages": {"task": "msglog.tasks.dispatch_due_messages", "schedule": 5.0},
+    "reconcile-stuck-messages": {
+        "task": "msglog.tasks.reconcile_stuck_messages",
+        "schedule": 30.0,
+    },
+}
+# A message still in `sending` this long after its last step is settled by asking the provider.
+SENDING_TIMEOUT_SECONDS = int(os.environ.get("SENDING_TIMEOUT_SECONDS", "120"))
 
 # --- Providers: credentials come from the environment only. ---
 SMS_PROVIDER = os.environ.get("SMS_PROVIDER", "simulator")

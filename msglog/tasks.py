@@ -1,22 +1,101 @@
-"""Celery tasks: thin wrappers that take ids and run inside the company's scope."""
+"""Celery tasks: thin wrappers that take ids and run inside the company's scope.
+
+Sending tasks are routed by channel (queues `sms` and `email`), status work to `events`,
+periodic work to `maintenance`. Every task is safe to run twice.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from celery import shared_task
 from django.db import transaction
+from django_scopes import scopes_disabled
 
 from companies.tenancy import company_scope
 
-from . import events
+from . import events, sending
+from .kinds import Channel
 from .models import Message
+from .providers.base import Report
 
 
-def enqueue_on_commit(task, *args) -> None:
+def enqueue_on_commit(task, *args, **options) -> None:
     """Publish a task only once the transaction that made its data has committed."""
-    transaction.on_commit(lambda: task.delay(*args))
+    transaction.on_commit(lambda: task.apply_async(args=args, **options))
 
 
-@shared_task(queue="events")
+def enqueue_sends(company_id: int, channel: str, message_ids: list[int]) -> None:
+    task = send_sms_chunk if channel == Channel.SMS else send_email_chunk
+    for start in range(0, len(message_ids), sending.TASK_CHUNK):
+        enqueue_on_commit(task, company_id, message_ids[start : start + sending.TASK_CHUNK])
+
+
+def enqueue_retry(
+    company_id: int, channel: str, message_id: int, attempt: int, countdown: float = 0
+) -> None:
+    task = send_sms_message if channel == Channel.SMS else send_email_message
+    enqueue_on_commit(task, company_id, message_id, attempt, countdown=countdown)
+
+
+def _deliver(company_id: int, message_id: int, attempt: int | None) -> str:
+    with company_scope(company_id):
+        try:
+            return sending.deliver(message_id, attempt)
+        except sending.RetryLater as retry:
+            channel = Message.objects.filter(pk=message_id).values_list("channel", flat=True)
+            enqueue_retry(
+                company_id, channel.first(), message_id, retry.attempt, countdown=retry.countdown
+            )
+            return "retry"
+
+
+@shared_task(name="msglog.tasks.send_sms_chunk", queue="sms")
+def send_sms_chunk(company_id: int, message_ids: list[int]) -> list[str]:
+    return [_deliver(company_id, pk, None) for pk in message_ids]
+
+
+@shared_task(name="msglog.tasks.send_email_chunk", queue="email")
+def send_email_chunk(company_id: int, message_ids: list[int]) -> list[str]:
+    return [_deliver(company_id, pk, None) for pk in message_ids]
+
+
+@shared_task(name="msglog.tasks.send_sms_message", queue="sms")
+def send_sms_message(company_id: int, message_id: int, attempt: int | None = None) -> str:
+    return _deliver(company_id, message_id, attempt)
+
+
+@shared_task(name="msglog.tasks.send_email_message", queue="email")
+def send_email_message(company_id: int, message_id: int, attempt: int | None = None) -> str:
+    return _deliver(company_id, message_id, attempt)
+
+
+def schedule_simulated_reports(message: Message) -> None:
+    """The simulator reports back after realistic delays, through the events queue."""
+    from .providers.simulator import SimulatorProvider
+
+    provider = SimulatorProvider(message.channel)
+    for delay, report in provider.reports(message.provider_message_id, message.to_address):
+        enqueue_on_commit(
+            apply_simulated_report,
+            message.company_id,
+            message.pk,
+            {**report.__dict__, "occurred_at": report.occurred_at.isoformat()},
+            countdown=delay,
+        )
+
+
+@shared_task(name="msglog.tasks.apply_simulated_report", queue="events")
+def apply_simulated_report(company_id: int, message_id: int, report: dict) -> bool:
+    with company_scope(company_id):
+        message = Message.objects.filter(company_id=company_id, pk=message_id).first()
+        if message is None:
+            return False
+        report = Report(**{**report, "occurred_at": datetime.fromisoformat(report["occurred_at"])})
+        return events.apply_report(message, report, source="simulator")
+
+
+@shared_task(name="msglog.tasks.refresh_message_status", queue="events")
 def refresh_message_status(company_id: int, message_id: int) -> str:
     """Recompute one message's status from its events."""
     with company_scope(company_id):
@@ -24,3 +103,23 @@ def refresh_message_status(company_id: int, message_id: int) -> str:
         if message is None:
             return "missing"
         return events.refresh_message(message).status
+
+
+@shared_task(name="msglog.tasks.dispatch_due_messages", queue="maintenance")
+def dispatch_due_messages() -> int:
+    """Queue scheduled messages whose time has come (runs every few seconds, from beat)."""
+    with scopes_disabled():
+        return sending.dispatch_due()
+
+
+@shared_task(name="msglog.tasks.reconcile_stuck_messages", queue="maintenance")
+def reconcile_stuck_messages() -> dict[str, int]:
+    """Ask providers about messages left in `sending` past the timeout."""
+    outcomes: dict[str, int] = {}
+    with scopes_disabled():
+        stuck = sending.stuck_in_sending()
+    for message in stuck:
+        with company_scope(message.company_id):
+            outcome = sending.reconcile(message)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes

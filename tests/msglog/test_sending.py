@@ -1,0 +1,350 @@
+"""Sending: the checks, credits, and handing each message to its provider at most once."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+import redis
+from django.db import connection, transaction
+from django.db.models import Sum
+from django.utils import timezone
+from django_scopes import scope, scopes_disabled
+
+from companies.models import Company, CreditLedgerEntry
+from msglog import sending
+from msglog.models import Message, SimulatedSend, StatusEvent, Suppression
+from msglog.providers.simulator import SimulatorProvider
+from msglog.sending import Content, Recipient
+from msglog.statuses import EventFact, derive
+from tests.factories import ContactFactory, SuppressionFactory
+
+
+def sms(company, to: str, text: str = "Your appointment is tomorrow at 10:00.", **kwargs):
+    return sending.send(
+        company,
+        channel="sms",
+        recipient=Recipient(address=to, name="Pat Lee"),
+        category="transactional",
+        message_type="reminder",
+        content=Content(text=text),
+        **kwargs,
+    )
+
+
+def email(company, to: str, **kwargs):
+    return sending.send(
+        company,
+        channel="email",
+        recipient=Recipient(address=to, name="Pat Lee"),
+        category=kwargs.pop("category", "transactional"),
+        message_type="confirmation",
+        content=Content(
+            subject="Booked, {{ first_name }}",
+            text="See you {{ first_name }}.",
+            html="<p>See you {{ first_name }}.</p>",
+        ),
+        **kwargs,
+    )
+
+
+@pytest.fixture
+def funded(acme):
+    """Acme with 20 SMS credits, topped up through the ledger."""
+    with scopes_disabled():
+        Company.objects.filter(pk=acme.pk).update(sms_credit_balance=20)
+        CreditLedgerEntry.objects.create(company=acme, kind="top_up", amount=20, balance_after=20)
+    acme.refresh_from_db()
+    return acme
+
+
+def ledger_matches_balance(company) -> bool:
+    with scopes_disabled():
+        total = CreditLedgerEntry.objects.filter(company=company).aggregate(s=Sum("amount"))["s"]
+    company.refresh_from_db()
+    return (total or 0) == company.sms_credit_balance
+
+
+def stored_fields_match_events(message) -> bool:
+    with scopes_disabled():
+        message.refresh_from_db()
+        facts = [
+            EventFact(
+                e.dedupe_key, e.status, e.occurred_at, e.error_code, e.error_message, e.reason
+            )
+            for e in StatusEvent.objects.filter(message=message)
+        ]
+    derived = derive(facts).as_fields()
+    return all(getattr(message, k) == v for k, v in derived.items())
+
+
+# --- Recording and the checks ------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_an_sms_is_recorded_charged_and_queued(funded):
+    with scope(company=funded.pk):
+        message = sms(funded, "(415) 555-0123")
+    assert message.status == "queued"
+    assert message.to_address == "+14155550123"  # E.164, read in the company's region
+    assert (message.segments, message.encoding, message.credits) == (1, "GSM-7", 1)
+    assert ledger_matches_balance(funded) and funded.sms_credit_balance == 19
+    assert stored_fields_match_events(message)
+
+
+@pytest.mark.django_db
+def test_a_template_is_rendered_with_the_recipients_details(acme):
+    with scope(company=acme.pk):
+        message = email(acme, "pat@example.org")
+    assert message.subject == "Booked, Pat"
+    assert message.body_html == "<p>See you Pat.</p>"
+
+
+@pytest.mark.django_db
+def test_unicode_text_costs_ucs2_segments(funded):
+    with scope(company=funded.pk):
+        message = sms(funded, "+14155550123", text="Zażółć gęślą jaźń " * 5)  # 90 chars
+    assert (message.segments, message.encoding, message.credits) == (2, "UCS-2", 2)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("setup", "to", "status", "reason"),
+    [
+        ("sms_off", "not a number", "channel_disabled", "SMS is disabled"),
+        (None, "12", "invalid_recipient", "not a valid phone number"),
+        ("suppressed", "+14155550123", "suppressed", "Hard bounce"),
+        ("broke", "+14155550123", "insufficient_credits", "the balance was 0"),
+    ],
+)
+def test_the_first_failing_check_is_the_status_and_nothing_is_sent(
+    funded, setup, to, status, reason
+):
+    with scopes_disabled():
+        if setup == "sms_off":
+            Company.objects.filter(pk=funded.pk).update(sms_enabled=False)
+        if setup == "suppressed":
+            SuppressionFactory(company=funded, channel="sms", address="+14155550123")
+        if setup == "broke":
+            Company.objects.filter(pk=funded.pk).update(sms_credit_balance=0)
+            CreditLedgerEntry.objects.create(
+                company=funded, kind="adjustment", amount=-20, balance_after=0
+            )
+    funded.refresh_from_db()
+    with scope(company=funded.pk):
+        message = sms(funded, to)
+    assert message.status == status
+    assert reason in message.status_reason
+    assert message.credits == 0 and ledger_matches_balance(funded)
+    assert not SimulatedSend.objects.exists()
+    assert stored_fields_match_events(message)
+
+
+@pytest.mark.django_db
+def test_a_marketing_opt_out_suppresses_marketing_only(acme):
+    contact = ContactFactory(company=acme, email="opt@example.org", marketing_opt_out=True)
+    with scope(company=acme.pk):
+        promo = sending.send(
+            acme,
+            channel="email",
+            recipient=Recipient(contact=contact),
+            category="marketing",
+            message_type="marketing",
+            content=Content(text="Sale"),
+        )
+        receipt = sending.send(
+            acme,
+            channel="email",
+            recipient=Recipient(contact=contact),
+            category="transactional",
+            message_type="invoice",
+            content=Content(text="Paid"),
+        )
+    assert promo.status == "suppressed" and receipt.status == "queued"
+    assert receipt.to_address == "opt@example.org" and receipt.contact == contact
+
+
+@pytest.mark.django_db
+def test_the_same_idempotency_key_sends_once(funded):
+    with scope(company=funded.pk):
+        first = sms(funded, "+14155550123", idempotency_key="appointment-77-reminder")
+        again = sms(funded, "+14155550123", idempotency_key="appointment-77-reminder")
+        assert first.pk == again.pk
+        assert Message.objects.count() == 1
+    assert ledger_matches_balance(funded) and funded.sms_credit_balance == 19
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rolled_back_send_publishes_no_task(funded, settings):
+    if not settings.REDIS_URL:
+        pytest.skip("needs the Redis broker")
+    broker = redis.Redis.from_url(settings.REDIS_URL)
+    broker.delete("sms")
+    with pytest.raises(RuntimeError), scope(company=funded.pk), transaction.atomic():
+        sms(funded, "+14155550123")
+        raise RuntimeError("the request failed after the send")
+    assert broker.llen("sms") == 0
+    with scopes_disabled():
+        assert not Message.objects.exists()
+    with scope(company=funded.pk):
+        sms(funded, "+14155550123")
+    assert broker.llen("sms") == 1
+    broker.delete("sms")
+
+
+# --- Handing over -----------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_worker_hands_a_message_over_once(funded):
+    with scope(company=funded.pk):
+        message = sms(funded, "+14155550123")
+        assert sending.deliver(message.pk) == "sent"
+        assert sending.deliver(message.pk) == "not ours"  # a redelivered task changes nothing
+        message.refresh_from_db()
+    assert message.status == "sent" and message.provider_message_id.startswith("SM")
+    assert SimulatedSend.objects.filter(public_id=message.public_id).count() == 1
+    assert stored_fields_match_events(message)
+
+
+@pytest.mark.django_db
+def test_a_busy_provider_is_tried_again_and_sends_once(funded):
+    with scope(company=funded.pk):
+        message = sms(funded, "+14155550003")  # the simulator is busy once for ...0003
+        with pytest.raises(sending.RetryLater) as retry:
+            sending.deliver(message.pk)
+        assert 0 < retry.value.countdown <= sending.MAX_BACKOFF_SECONDS
+        assert sending.deliver(message.pk, attempt=1) == "sent"
+        assert sending.deliver(message.pk, attempt=1) == "not ours"  # a duplicate retry task
+        message.refresh_from_db()
+        words = list(message.events.values_list("event", flat=True))
+    assert message.status == "sent" and message.attempts == 2
+    assert "retry" in words
+    assert SimulatedSend.objects.filter(public_id=message.public_id).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_refused_number_ends_never_sent_and_its_credits_come_back(funded):
+    with scope(company=funded.pk):
+        message = sms(funded, "+14155550002")  # the simulator: not a mobile number
+        assert sending.deliver(message.pk) == "invalid_recipient"
+        message.refresh_from_db()
+    assert message.error_code == "21614" and message.credits == 0
+    assert ledger_matches_balance(funded) and funded.sms_credit_balance == 20
+    with scopes_disabled():
+        assert CreditLedgerEntry.objects.filter(message=message, kind="refund").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_lost_answer_is_settled_by_asking_the_provider_not_by_sending_again(funded):
+    with scope(company=funded.pk):
+        message = sms(funded, "+14155550123")
+        claimed = sending.claim(message.pk)
+        # The provider took it, but the worker died before it heard the answer.
+        SimulatorProvider("sms").send(sending.outgoing_for(claimed, claimed.attempts))
+        claimed.refresh_from_db()
+        assert sending.reconcile(claimed) == "delivered"
+        message.refresh_from_db()
+    assert message.status == "delivered" and message.provider_message_id.startswith("SM")
+    assert SimulatedSend.objects.filter(public_id=message.public_id).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_message_the_provider_never_got_is_sent_again(funded, django_capture_on_commit_callbacks):
+    with scope(company=funded.pk):
+        message = sms(funded, "+14155550123")
+        claimed = sending.claim(message.pk)  # the worker died before calling the provider
+        with django_capture_on_commit_callbacks(execute=False) as published:
+            assert sending.reconcile(claimed) == "resent"
+        assert len(published) == 1
+        assert sending.deliver(message.pk, attempt=claimed.attempts) == "sent"
+    assert SimulatedSend.objects.filter(public_id=message.public_id).count() == 1
+
+
+@pytest.mark.django_db
+def test_scheduled_messages_wait_for_their_time(funded):
+    later = timezone.now() + timedelta(hours=2)
+    with scope(company=funded.pk):
+        message = sms(funded, "+14155550123", scheduled_for=later)
+        assert message.status == "scheduled"
+        assert sending.dispatch_due(now=timezone.now()) == 0
+        assert sending.dispatch_due(now=later + timedelta(seconds=1)) == 1
+        message.refresh_from_db()
+    assert message.status == "queued"
+    assert stored_fields_match_events(message)
+
+
+@pytest.mark.django_db
+def test_an_opt_out_reported_by_the_provider_suppresses_the_number(funded):
+    contact = ContactFactory(company=funded, phone="+14155550123")
+    with scope(company=funded.pk):
+        message = sms(funded, "+14155550123")
+        claimed = sending.claim(message.pk)
+        from msglog.providers.base import PermanentError
+
+        sending._permanent(
+            claimed,
+            PermanentError("Unsubscribed recipient", code="21610", status="suppressed"),
+            source="twilio",
+        )
+    with scopes_disabled():
+        assert Suppression.objects.filter(channel="sms", address="+14155550123").exists()
+        contact.refresh_from_db()
+    assert contact.sms_opted_out
+
+
+# --- Races on PostgreSQL, with real threads --------------------------------------------
+
+
+def in_threads(n: int, work) -> list:
+    results: list = [None] * n
+    barrier = threading.Barrier(n)
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = work(i)
+        except Exception as error:
+            results[i] = error
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_claiming_one_message_make_one_provider_call(funded):
+    with scope(company=funded.pk):
+        message = sms(funded, "+14155550123")
+
+    def worker(_):
+        with scope(company=funded.pk):
+            return sending.deliver(message.pk)
+
+    outcomes = in_threads(8, worker)
+    assert sorted(outcomes) == ["not ours"] * 7 + ["sent"]
+    assert SimulatedSend.objects.filter(public_id=message.public_id).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fifty_concurrent_sends_never_overspend_ten_credits(acme):
+    with scopes_disabled():
+        Company.objects.filter(pk=acme.pk).update(sms_credit_balance=10)
+        CreditLedgerEntry.objects.create(company=acme, kind="top_up", amount=10, balance_after=10)
+
+    def send_one(i):
+        with scope(company=acme.pk):
+            return sms(acme, f"+1415555{i:04d}").status
+
+    statuses = in_threads(50, send_one)
+    assert statuses.count("queued") == 10
+    assert statuses.count("insufficient_credits") == 40
+    acme.refresh_from_db()
+    assert acme.sms_credit_balance == 0
+    assert ledger_matches_balance(acme)
