@@ -2019,3 +2019,65 @@ def _weighted(rng: random.Random, pairs: tuple[tuple[str, int], ...]) -> str:
 
 def _day_label(day: date) -> str:
     return f"{day:%a} {day.day} {day:%b}"
+
+
+# --------------------------------------------------------------------------------------
+# Live traffic for the embedded demo
+# --------------------------------------------------------------------------------------
+
+# Addresses the simulator answers in telling ways (see msglog/providers/simulator.py).
+TELLING_ADDRESSES = {
+    Channel.SMS: ["+61491570000", "+61491570001", "+61491570004", "+61491570003"],
+    Channel.EMAIL: [
+        "sam@bounce.example.com",
+        "lee@defer.example.com",
+        "kim@click.example.com",
+        "ana@open.example.com",
+        "max@spam.example.com",
+    ],
+}
+
+
+def send_demo_traffic(rng: random.Random | None = None) -> int:
+    """Send a few messages from a demo company, as its booking system would.
+
+    Runs every few seconds in embedded mode (DEMO_TRAFFIC), so the Logs page shows
+    messages move from queued to sending, sent and delivered or failed.
+    """
+    from .sending import Recipient, send  # sending imports this app's models; keep it lazy
+
+    rng = rng or random.Random()
+    sent = 0
+    with scopes_disabled():
+        companies = list(Company.objects.filter(slug__in=[s.slug for s in COMPANIES]))
+        for _ in range(rng.randint(1, 3)):
+            if not companies:
+                break
+            company = rng.choice(companies)
+            version = (
+                MessageTemplateVersion.objects.filter(company=company)
+                .select_related("template")
+                .order_by("?")
+                .first()
+            )
+            if version is None:
+                continue
+            template = version.template
+            contact = Contact.objects.filter(company=company).order_by("?").first()
+            if rng.random() < 0.25 or contact is None:
+                recipient = Recipient(
+                    address=rng.choice(TELLING_ADDRESSES[template.channel]), name="Demo Recipient"
+                )
+            else:
+                recipient = Recipient(contact=contact, name=contact.name)
+            send(
+                company,
+                channel=template.channel,
+                recipient=recipient,
+                category=template.category,
+                message_type=template.message_type,
+                template_version=version,
+                metadata={"demo": True},
+            )
+            sent += 1
+    return sent

@@ -623,6 +623,28 @@ def stuck_in_sending(now: datetime | None = None) -> list[Message]:
     )
 
 
+QUEUED_TOO_LONG = timedelta(minutes=5)
+
+
+def requeue_stale(now: datetime | None = None) -> int:
+    """Publish again the tasks of messages queued for too long (a lost task, a broker
+    restart). Safe: a message is claimed once whatever the number of its tasks."""
+    now = now or timezone.now()
+    stale = Message.objects.filter(status=Status.QUEUED, updated_at__lt=now - QUEUED_TOO_LONG)
+    rows = list(stale.values_list("pk", "company_id", "channel")[:5000])
+    Message.objects.filter(pk__in=[pk for pk, _, _ in rows], status=Status.QUEUED).update(
+        updated_at=now
+    )
+    by_company: dict[tuple[int, str], list[int]] = {}
+    for pk, company_id, channel in rows:
+        by_company.setdefault((company_id, channel), []).append(pk)
+    from .tasks import enqueue_sends
+
+    for (company_id, channel), ids in by_company.items():
+        enqueue_sends(company_id, channel, ids)
+    return len(rows)
+
+
 def dispatch_due(now: datetime | None = None) -> int:
     """Queue scheduled messages whose time has come; returns how many."""
     now = now or timezone.now()

@@ -219,7 +219,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "msglog.tasks.reconcile_stuck_messages",
         "schedule": 30.0,
     },
+    "requeue-stale-messages": {"task": "msglog.tasks.requeue_stale_messages", "schedule": 60.0},
 }
+if env_bool("DEMO_TRAFFIC"):
+    # Embedded demo: a few messages every few seconds, so a newcomer sees traffic move.
+    CELERY_BEAT_SCHEDULE["demo-traffic"] = {
+        "task": "msglog.tasks.send_demo_traffic",
+        "schedule": 8.0,
+    }
 # A message still in `sending` this long after its last step is settled by asking the provider.
 SENDING_TIMEOUT_SECONDS = int(os.environ.get("SENDING_TIMEOUT_SECONDS", "120"))
 

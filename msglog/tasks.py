@@ -112,6 +112,12 @@ def dispatch_due_messages() -> int:
         return sending.dispatch_due()
 
 
+@shared_task(name="msglog.tasks.requeue_stale_messages", queue="maintenance")
+def requeue_stale_messages() -> int:
+    with scopes_disabled():
+        return sending.requeue_stale()
+
+
 @shared_task(name="msglog.tasks.reconcile_stuck_messages", queue="maintenance")
 def reconcile_stuck_messages() -> dict[str, int]:
     """Ask providers about messages left in `sending` past the timeout."""
@@ -123,3 +129,11 @@ def reconcile_stuck_messages() -> dict[str, int]:
             outcome = sending.reconcile(message)
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     return outcomes
+
+
+@shared_task(name="msglog.tasks.send_demo_traffic", queue="maintenance")
+def send_demo_traffic() -> int:
+    """Embedded demo only (DEMO_TRAFFIC): a few messages every few seconds."""
+    from .demo import send_demo_traffic as send_some
+
+    return send_some()

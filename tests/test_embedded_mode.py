@@ -75,13 +75,11 @@ def stop(process: subprocess.Popen) -> None:
         process.kill()
 
 
-def test_a_worker_processes_a_task_end_to_end(embedded):
-    db = sqlite3.connect(embedded["db"])
-    message_id, company_id, status = db.execute(
-        "SELECT id, company_id, status FROM msglog_message WHERE status = 'sent' LIMIT 1"
-    ).fetchone()
-    db.close()
-    worker = start(
+@pytest.fixture(scope="module")
+def worker(embedded):
+    """A Celery worker with beat, as `./dev run` starts it, demo traffic on."""
+    env = {**embedded["env"], "DEMO_TRAFFIC": "1"}
+    process = start(
         [
             sys.executable,
             "-m",
@@ -95,15 +93,41 @@ def test_a_worker_processes_a_task_end_to_end(embedded):
             f"--schedule={embedded['var'] / 'beat-schedule'}",
             "--loglevel=INFO",
         ],
-        embedded["env"],
+        env,
         embedded["var"] / "worker.log",
     )
+    yield process
+    stop(process)
+
+
+def query(embedded, sql: str, *params):
+    db = sqlite3.connect(embedded["db"], timeout=30)
     try:
-        # A provider report arrives; the worker applies it to the message.
-        embedded["manage"](
-            "shell",
-            "-c",
-            f"""
+        return db.execute(sql, params).fetchall()
+    finally:
+        db.close()
+
+
+def wait_for(embedded, worker, condition, seconds: float = 90):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        assert worker.poll() is None, (embedded["var"] / "worker.log").read_text()
+        time.sleep(0.5)
+    raise AssertionError((embedded["var"] / "worker.log").read_text()[-5000:])
+
+
+def test_a_worker_processes_a_task_end_to_end(embedded, worker):
+    ((message_id, company_id),) = query(
+        embedded, "SELECT id, company_id FROM msglog_message WHERE status = 'sent' LIMIT 1"
+    )
+    # A provider report arrives; the worker applies it to the message.
+    embedded["manage"](
+        "shell",
+        "-c",
+        f"""
 from django.utils import timezone
 from django_scopes import scopes_disabled
 from msglog.events import dedupe_key
@@ -115,21 +139,40 @@ with scopes_disabled():
         dedupe_key=dedupe_key("smoke", {message_id}))
 enqueue_on_commit(refresh_message_status, {company_id}, {message_id})
 """,
+    )
+    wait_for(
+        embedded,
+        worker,
+        lambda: query(
+            embedded,
+            "SELECT 1 FROM msglog_message WHERE id = ? AND status = 'delivered'",
+            message_id,
+        ),
+    )
+
+
+def test_demo_traffic_moves_from_queued_to_a_final_status(embedded, worker):
+    """What a newcomer sees: new messages go queued, sending, sent, then delivered or not."""
+    settled = wait_for(
+        embedded,
+        worker,
+        lambda: query(
+            embedded,
+            "SELECT m.id FROM msglog_message m WHERE m.metadata LIKE '%demo%' AND m.status IN "
+            "('delivered', 'opened', 'clicked', 'undelivered', 'bounced', 'complained')",
+        ),
+    )
+    (message_id,) = settled[0]
+    steps = [
+        s
+        for (s,) in query(
+            embedded,
+            "SELECT status FROM msglog_statusevent WHERE message_id = ? AND status != '' "
+            "ORDER BY occurred_at, id",
+            message_id,
         )
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            db = sqlite3.connect(embedded["db"])
-            (status,) = db.execute(
-                "SELECT status FROM msglog_message WHERE id = ?", (message_id,)
-            ).fetchone()
-            db.close()
-            if status == "delivered":
-                break
-            assert worker.poll() is None, (embedded["var"] / "worker.log").read_text()
-            time.sleep(0.5)
-        assert status == "delivered", (embedded["var"] / "worker.log").read_text()
-    finally:
-        stop(worker)
+    ]
+    assert steps[:3] == ["queued", "sending", "sent"], steps
 
 
 def test_the_web_server_serves_the_login_and_a_demo_users_logs(embedded):

@@ -282,3 +282,16 @@ def test_the_daily_rollups_count_the_demo_log(seeded):
         logged = Counter(Message.objects.values_list("status", flat=True))
     assert in_rollups == sum(logged.values())
     assert {s: n for s, n in by_status.items() if n} == dict(logged)
+
+
+def test_demo_traffic_sends_a_few_messages_through_the_send_service(seeded):
+    import random
+
+    with scopes_disabled():
+        before = Message.objects.count()
+        sent = demo.send_demo_traffic(random.Random(7))
+        new = list(Message.objects.order_by("-id")[:sent])
+        assert Message.objects.count() == before + sent
+    assert 1 <= sent <= 3 and len(new) == sent
+    assert all(m.metadata.get("demo") for m in new)
+    assert all(m.status in {"queued", *NEVER_SENT} for m in new)
