@@ -184,7 +184,9 @@ if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     # A task that is not acknowledged within this time is handed to another worker;
     # no countdown or ETA may be longer (scheduled sends use a due time in the DB).
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))
+    }
 else:
     _broker_dir = VAR_DIR / "broker"
     for _folder in ("queue", "control"):
@@ -213,13 +215,21 @@ CELERY_TASK_ROUTES = {
     "msglog.tasks.refresh_*": {"queue": "events"},
 }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER")
+# A message still in `sending` this long after its last step is settled by asking the provider.
+SENDING_TIMEOUT_SECONDS = int(os.environ.get("SENDING_TIMEOUT_SECONDS", "120"))
+# A message queued this long without being claimed gets its task published again.
+QUEUED_TIMEOUT_SECONDS = int(os.environ.get("QUEUED_TIMEOUT_SECONDS", "300"))
 CELERY_BEAT_SCHEDULE = {
     "dispatch-due-messages": {"task": "msglog.tasks.dispatch_due_messages", "schedule": 5.0},
+    # Checked a few times per timeout, so nothing waits much longer than its timeout.
     "reconcile-stuck-messages": {
         "task": "msglog.tasks.reconcile_stuck_messages",
-        "schedule": 30.0,
+        "schedule": max(2.0, SENDING_TIMEOUT_SECONDS / 4),
     },
-    "requeue-stale-messages": {"task": "msglog.tasks.requeue_stale_messages", "schedule": 60.0},
+    "requeue-stale-messages": {
+        "task": "msglog.tasks.requeue_stale_messages",
+        "schedule": max(2.0, QUEUED_TIMEOUT_SECONDS / 5),
+    },
 }
 if env_bool("DEMO_TRAFFIC"):
     # Embedded demo: a few messages every few seconds, so a newcomer sees traffic move.
@@ -227,8 +237,6 @@ if env_bool("DEMO_TRAFFIC"):
         "task": "msglog.tasks.send_demo_traffic",
         "schedule": 8.0,
     }
-# A message still in `sending` this long after its last step is settled by asking the provider.
-SENDING_TIMEOUT_SECONDS = int(os.environ.get("SENDING_TIMEOUT_SECONDS", "120"))
 
 # --- Providers: credentials come from the environment only. ---
 SMS_PROVIDER = os.environ.get("SMS_PROVIDER", "simulator")
@@ -245,6 +253,9 @@ EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Message Log <noreply@example.com>")
+EMAIL_TIMEOUT = int(os.environ.get("EMAIL_TIMEOUT", "30"))
+# The ESP's backend for the `anymail` email provider, e.g. anymail.backends.postmark.EmailBackend
+ANYMAIL_EMAIL_BACKEND = os.environ.get("ANYMAIL_EMAIL_BACKEND", "")
 ANYMAIL = {
     key.removeprefix("ANYMAIL_"): value
     for key, value in os.environ.items()
