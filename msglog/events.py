@@ -1,14 +1,18 @@
-"""Recording status events and applying them to their message (SPEC §3.3).
+"""Recording status events and applying them to their messages (SPEC §3.3).
 
-Every report is stored once (its dedupe key comes from its content) and the
-message's status fields are then recomputed from the whole event set by
-:func:`msglog.statuses.derive`, under a row lock, so concurrent writers and
-re-deliveries cannot lose or double anything.
+Every report is stored once (its dedupe key comes from its content) and the messages'
+status fields are then recomputed from their whole event sets by
+:func:`msglog.statuses.derive`, under row locks, so concurrent writers and
+re-deliveries cannot lose or double anything. Everything works on many messages at
+once (`record_events`, `refresh_messages`), which is how workers apply reports; the
+single-message forms are that with a list of one.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
@@ -17,6 +21,11 @@ from django.utils import timezone
 from . import rollups
 from .models import Message, StatusEvent
 from .statuses import EventFact, derive
+
+DERIVED_FIELDS = (
+    "status", "status_reason", "error_code", "error_message",
+    "sent_at", "delivered_at", "opened_at", "clicked_at", "failed_at",
+)  # fmt: skip
 
 
 def dedupe_key(*parts: object) -> str:
@@ -36,7 +45,7 @@ def fact_of(event: StatusEvent) -> EventFact:
     )
 
 
-def record_event(
+def new_event(
     message: Message,
     status: str,
     *,
@@ -49,70 +58,122 @@ def record_event(
     provider_event_id: str = "",
     raw_payload: dict | None = None,
     key_parts: tuple | None = None,
-) -> bool:
-    """Store one report about `message` and bring the message up to date.
-
-    Returns False when the same report was already stored (nothing changes).
-    `key_parts` names what identifies the report; by default the provider's message
-    id (or ours), the status or event word, and the time it happened.
-    """
+) -> StatusEvent:
+    """An unsaved event. `key_parts` names what identifies the report; by default the
+    provider's message id (or ours), the status or event word, and when it happened."""
     occurred_at = occurred_at or timezone.now()
     if key_parts is None:
         key_parts = (
             message.provider_message_id or message.public_id,
-            status,
-            event,
-            occurred_at.isoformat(),
-            provider_event_id,
-        )
+            status, event, occurred_at.isoformat(), provider_event_id,
+        )  # fmt: skip
+    return StatusEvent(
+        company_id=message.company_id,
+        message_id=message.pk,
+        status=status,
+        event=event or status,
+        occurred_at=occurred_at,
+        source=source,
+        error_code=error_code,
+        error_message=error_message,
+        reason=reason,
+        provider_event_id=provider_event_id,
+        raw_payload=raw_payload or {},
+        dedupe_key=dedupe_key(*key_parts),
+    )
+
+
+def record_events(events: list[StatusEvent]) -> None:
+    """Store many reports (each once: duplicates are skipped) and update their messages."""
+    if not events:
+        return
+    with transaction.atomic():
+        StatusEvent.objects.bulk_create(events, ignore_conflicts=True, batch_size=2000)
+        refresh_messages({e.message_id for e in events})
+
+
+def record_event(message: Message, status: str, **fields) -> bool:
+    """Store one report about `message` and bring the message up to date.
+
+    Returns False when the same report was already stored (nothing changes).
+    """
+    return store_event(message, new_event(message, status, **fields))
+
+
+def store_event(message: Message, event: StatusEvent) -> bool:
+    """Store one prepared event and update its message; False for a duplicate."""
     with transaction.atomic():
         try:
             with transaction.atomic():  # a savepoint: a duplicate must not spoil the caller's work
-                StatusEvent.objects.create(
-                    company_id=message.company_id,
-                    message=message,
-                    status=status,
-                    event=event or status,
-                    occurred_at=occurred_at,
-                    source=source,
-                    error_code=error_code,
-                    error_message=error_message,
-                    reason=reason,
-                    provider_event_id=provider_event_id,
-                    raw_payload=raw_payload or {},
-                    dedupe_key=dedupe_key(*key_parts),
-                )
+                event.save()
         except IntegrityError:
             return False
         refresh_message(message)
     return True
 
 
-def refresh_message(message: Message) -> Message:
-    """Recompute a message's status fields from its events, under a row lock."""
+def refresh_messages(message_ids: Iterable[int]) -> dict[int, dict]:
+    """Recompute messages' status fields from their events, under row locks.
+
+    Returns what changed, by message id. Rollups move with each status change.
+    """
+    ids = sorted(set(message_ids))
+    if not ids:
+        return {}
+    now = timezone.now()
+    changes: dict[int, dict] = {}
     with transaction.atomic():
-        locked = Message.objects.select_for_update().get(pk=message.pk)
-        facts = [fact_of(e) for e in StatusEvent.objects.filter(message_id=locked.pk)]
-        derived = derive(facts, initial=locked.status).as_fields()
-        changed = {k: v for k, v in derived.items() if getattr(locked, k) != v}
-        if changed:
+        # Locked in id order, so two workers refreshing overlapping sets cannot deadlock.
+        locked = list(Message.objects.select_for_update().filter(pk__in=ids).order_by("pk"))
+        facts: dict[int, list[EventFact]] = defaultdict(list)
+        for event in StatusEvent.objects.filter(message_id__in=ids).only(
+            "message_id", "dedupe_key", "status", "occurred_at", "error_code",
+            "error_message", "reason",
+        ):  # fmt: skip
+            facts[event.message_id].append(fact_of(event))
+        changed_messages = []
+        deltas: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0])
+        for message in locked:
+            derived = derive(facts[message.pk], initial=message.status).as_fields()
+            changed = {k: v for k, v in derived.items() if getattr(message, k) != v}
+            if not changed:
+                continue
             if "status" in changed:
-                rollups.move(locked, locked.status, changed["status"])
-            changed["updated_at"] = timezone.now()
-            Message.objects.filter(pk=locked.pk).update(**changed)
+                for bucket, sign in (
+                    (rollups.bucket(message), -1),
+                    (rollups.bucket(message, changed["status"]), 1),
+                ):
+                    delta = deltas[bucket]
+                    delta[0] += sign
+                    delta[1] += sign * message.segments
+                    delta[2] += sign * message.credits
             for field, value in changed.items():
                 setattr(message, field, value)
-                setattr(locked, field, value)
+            message.updated_at = now
+            changes[message.pk] = changed
+            changed_messages.append(message)
+        if changed_messages:
+            Message.objects.bulk_update(
+                changed_messages, [*DERIVED_FIELDS, "updated_at"], batch_size=500
+            )
+            rollups.apply_deltas({k: tuple(v) for k, v in deltas.items()})
+    return changes
+
+
+def refresh_message(message: Message) -> Message:
+    """Recompute one message's status fields from its events, under a row lock."""
+    for field, value in refresh_messages([message.pk]).get(message.pk, {}).items():
+        setattr(message, field, value)
     return message
 
 
-def apply_report(message: Message, report, source: str) -> bool:
-    """A provider's report (simulator, poll or webhook) as an event of its message.
+def report_event(message: Message, report, source: str) -> StatusEvent:
+    """A provider's report (simulator, poll or webhook) as an unsaved event.
 
     The dedupe key is the report's content: the provider's message id, status, time and
     event id, so the same report delivered again is stored once.
     """
-    return record_event(
+    return new_event(
         message,
         report.status,
         source=source,
@@ -130,3 +191,8 @@ def apply_report(message: Message, report, source: str) -> bool:
             report.provider_event_id,
         ),
     )
+
+
+def apply_report(message: Message, report, source: str) -> bool:
+    """Store one provider report and update its message; False for a duplicate."""
+    return store_event(message, report_event(message, report, source))

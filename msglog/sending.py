@@ -25,7 +25,7 @@ import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -34,7 +34,7 @@ from templates_app.models import MessageTemplateVersion
 from templates_app.rendering import render
 
 from . import rollups
-from .events import apply_report, dedupe_key, record_event
+from .events import apply_report, dedupe_key, new_event, record_event, record_events
 from .kinds import Category, Channel
 from .models import Batch, Message, StatusEvent, Suppression
 from .providers import get_provider, provider_name
@@ -455,37 +455,134 @@ def deliver(message_id: int, attempt: int | None = None) -> str:
     except PermanentError as error:
         return _permanent(message, error, source=provider.name)
     except AmbiguousError as error:
-        record_event(
-            message,
-            "",
-            event="maybe_sent",
-            source=provider.name,
-            error_code=error.code,
-            error_message=str(error),
-            raw_payload=error.raw,
-            reason="The provider's answer was lost: it will be asked before anything else.",
-            key_parts=(message.public_id, "maybe_sent", attempt),
-        )
-        return "maybe sent"
+        return _maybe_sent(message, attempt, error, provider.name)
     accept(message, accepted, source=provider.name)
     return "sent"
 
 
 def accept(message: Message, accepted: Accepted, source: str) -> None:
-    Message.objects.filter(pk=message.pk).update(provider_message_id=accepted.provider_message_id)
-    message.provider_message_id = accepted.provider_message_id
+    accept_many([(message, accepted, source)])
+
+
+def accept_many(handed_over: list[tuple[Message, Accepted, str]]) -> None:
+    """Record what the providers said when they took these messages, in one go."""
+    if not handed_over:
+        return
+    for message, accepted, _ in handed_over:
+        message.provider_message_id = accepted.provider_message_id
+    Message.objects.bulk_update([m for m, _, _ in handed_over], ["provider_message_id"])
+    record_events(
+        [
+            new_event(
+                m,
+                a.status or Status.SENT,
+                source=source,
+                event="accepted",
+                raw_payload=a.raw,
+                key_parts=(a.provider_message_id, "accepted"),
+            )
+            for m, a, source in handed_over
+        ]
+    )
+    simulated = [m for m, _, _ in handed_over if m.provider == "simulator"]
+    if simulated:
+        from .tasks import schedule_simulated_reports
+
+        schedule_simulated_reports(simulated)
+
+
+def claim_many(company_id: int, message_ids: Sequence[int]) -> list[Message]:
+    """Claim the queued ones of these messages with one conditional update; returns those
+    this worker won (a message another worker or a stop took first is not among them)."""
+    if not message_ids:
+        return []
+    now = timezone.now()
+    placeholders = ", ".join(["%s"] * len(message_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Message._meta.db_table} SET status = %s, attempts = attempts + 1, "  # noqa: S608
+            f"updated_at = %s WHERE company_id = %s AND status = %s AND id IN ({placeholders}) "
+            "RETURNING id",
+            [Status.SENDING, now, company_id, Status.QUEUED, *message_ids],
+        )
+        won = [row[0] for row in cursor.fetchall()]
+    if not won:
+        return []
+    messages = list(Message.objects.select_related("company").filter(pk__in=won).order_by("pk"))
+    record_events(
+        [
+            new_event(
+                m, Status.SENDING, occurred_at=now, key_parts=(m.public_id, "sending", m.attempts)
+            )
+            for m in messages
+        ]
+    )
+    return messages
+
+
+FLUSH_EVERY = 25  # handed-over messages recorded together; a crash leaves at most this many
+
+
+def deliver_many(company_id: int, message_ids: Sequence[int]) -> list[str]:
+    """Hand a chunk of messages to their providers, each at most once (the task's work)."""
+    outcomes = dict.fromkeys(message_ids, "not ours")
+    handed_over: list[tuple[Message, Accepted, str]] = []
+    providers: dict[tuple[str, str], object] = {}
+    for message in claim_many(company_id, message_ids):
+        key = (message.channel, message.provider)
+        provider = providers.get(key) or providers.setdefault(
+            key, get_provider(message.channel, message.provider or None)
+        )
+        try:
+            accepted = provider.send(outgoing_for(message, message.attempts))
+        except (TransientError, PermanentError, AmbiguousError) as error:
+            accept_many(handed_over)
+            handed_over.clear()
+            outcomes[message.pk] = _refused(message, message.attempts, error, provider.name)
+            continue
+        handed_over.append((message, accepted, provider.name))
+        outcomes[message.pk] = "sent"
+        if len(handed_over) >= FLUSH_EVERY:
+            accept_many(handed_over)
+            handed_over.clear()
+    accept_many(handed_over)
+    return [outcomes[pk] for pk in message_ids]
+
+
+def _refused(message: Message, attempt: int, error: Exception, source: str) -> str:
+    """What a provider's refusal means for one message of a chunk."""
+    if isinstance(error, PermanentError):
+        return _permanent(message, error, source=source)
+    if isinstance(error, AmbiguousError):
+        return _maybe_sent(message, attempt, error, source)
+    try:
+        return _transient(message, attempt, error)
+    except RetryLater as retry:
+        from .tasks import enqueue_retry
+
+        enqueue_retry(
+            message.company_id,
+            message.channel,
+            message.pk,
+            retry.attempt,
+            countdown=retry.countdown,
+        )
+        return "retry"
+
+
+def _maybe_sent(message: Message, attempt: int, error: AmbiguousError, source: str) -> str:
     record_event(
         message,
-        accepted.status or Status.SENT,
+        "",
+        event="maybe_sent",
         source=source,
-        event="accepted",
-        raw_payload=accepted.raw,
-        key_parts=(accepted.provider_message_id, "accepted"),
+        error_code=error.code,
+        error_message=str(error),
+        raw_payload=error.raw,
+        reason="The provider's answer was lost: it will be asked before anything else.",
+        key_parts=(message.public_id, "maybe_sent", attempt),
     )
-    from .tasks import schedule_simulated_reports
-
-    if message.provider == "simulator":
-        schedule_simulated_reports(message)
+    return "maybe sent"
 
 
 def _transient(message: Message, attempt: int, error: TransientError) -> str:
@@ -623,7 +720,7 @@ def stuck_in_sending(now: datetime | None = None) -> list[Message]:
     )
 
 
-QUEUED_TOO_LONG = timedelta(minutes=5)
+QUEUED_TOO_LONG = timedelta(seconds=getattr(settings, "QUEUED_TIMEOUT_SECONDS", 300))
 
 
 def requeue_stale(now: datetime | None = None) -> int:

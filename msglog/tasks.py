@@ -52,12 +52,14 @@ def _deliver(company_id: int, message_id: int, attempt: int | None) -> str:
 
 @shared_task(name="msglog.tasks.send_sms_chunk", queue="sms")
 def send_sms_chunk(company_id: int, message_ids: list[int]) -> list[str]:
-    return [_deliver(company_id, pk, None) for pk in message_ids]
+    with company_scope(company_id):
+        return sending.deliver_many(company_id, message_ids)
 
 
 @shared_task(name="msglog.tasks.send_email_chunk", queue="email")
 def send_email_chunk(company_id: int, message_ids: list[int]) -> list[str]:
-    return [_deliver(company_id, pk, None) for pk in message_ids]
+    with company_scope(company_id):
+        return sending.deliver_many(company_id, message_ids)
 
 
 @shared_task(name="msglog.tasks.send_sms_message", queue="sms")
@@ -70,29 +72,42 @@ def send_email_message(company_id: int, message_id: int, attempt: int | None = N
     return _deliver(company_id, message_id, attempt)
 
 
-def schedule_simulated_reports(message: Message) -> None:
-    """The simulator reports back after realistic delays, through the events queue."""
+def schedule_simulated_reports(messages: list[Message]) -> None:
+    """The simulator reports back after realistic delays, through the events queue: one
+    task per company and delay, carrying the reports of every message it concerns."""
     from .providers.simulator import SimulatorProvider
 
-    provider = SimulatorProvider(message.channel)
-    for delay, report in provider.reports(message.provider_message_id, message.to_address):
-        enqueue_on_commit(
-            apply_simulated_report,
-            message.company_id,
-            message.pk,
-            {**report.__dict__, "occurred_at": report.occurred_at.isoformat()},
-            countdown=delay,
-        )
+    due: dict[tuple[int, float], list] = {}
+    for message in messages:
+        provider = SimulatorProvider(message.channel)
+        for delay, report in provider.reports(message.provider_message_id, message.to_address):
+            item = [message.pk, {**report.__dict__, "occurred_at": report.occurred_at.isoformat()}]
+            due.setdefault((message.company_id, delay), []).append(item)
+    for (company_id, delay), items in due.items():
+        enqueue_on_commit(apply_simulated_reports, company_id, items, countdown=delay)
 
 
-@shared_task(name="msglog.tasks.apply_simulated_report", queue="events")
-def apply_simulated_report(company_id: int, message_id: int, report: dict) -> bool:
+@shared_task(name="msglog.tasks.apply_simulated_reports", queue="events")
+def apply_simulated_reports(company_id: int, items: list) -> int:
+    """Apply simulator reports, all the chunk's at once (as a webhook batch would be)."""
     with company_scope(company_id):
-        message = Message.objects.filter(company_id=company_id, pk=message_id).first()
-        if message is None:
-            return False
-        report = Report(**{**report, "occurred_at": datetime.fromisoformat(report["occurred_at"])})
-        return events.apply_report(message, report, source="simulator")
+        reports = {pk: report for pk, report in items}
+        messages = Message.objects.filter(company_id=company_id, pk__in=list(reports))
+        batch = [
+            events.report_event(
+                message,
+                Report(
+                    **{
+                        **reports[message.pk],
+                        "occurred_at": datetime.fromisoformat(reports[message.pk]["occurred_at"]),
+                    }
+                ),
+                source="simulator",
+            )
+            for message in messages
+        ]
+        events.record_events(batch)
+        return len(batch)
 
 
 @shared_task(name="msglog.tasks.refresh_message_status", queue="events")

@@ -6,7 +6,7 @@ from companies.contact_views import ContactDetailView
 from companies.views import switch_company
 from templates_app.views import TemplateDetailView
 
-from .views import base, failed, logs, messages
+from .views import base, compose, failed, logs, messages
 
 urlpatterns = [
     path("", base.home, name="home"),
@@ -22,6 +22,7 @@ urlpatterns = [
         name="message-content",
     ),
     path("failed/", failed.FailedView.as_view(), name="failed"),
+    path("compose/", compose.ComposeView.as_view(), name="compose"),
     path("templates/<int:template_id>/", TemplateDetailView.as_view(), name="template-detail"),
     path("contacts/<int:contact_id>/", ContactDetailView.as_view(), name="contact-detail"),
     path("admin/", admin.site.urls),
