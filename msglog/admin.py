@@ -22,7 +22,7 @@ class MessageAdmin(admin.ModelAdmin):
         "status",
         "credits",
     )
-    list_filter = ("channel", "status", "category", "message_type", "created_at")
+    list_filter = ("company", "channel", "status", "category", "message_type", "created_at")
     search_fields = ("to_address", "to_name", "subject")
     raw_id_fields = ("contact", "template", "template_version", "batch", "created_by")
     readonly_fields = ("public_id",)
