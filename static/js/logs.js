@@ -64,13 +64,44 @@
       localStorage.setItem("logs.autoRefresh", toggle.checked ? "1" : "0"));
   }
 
-  // A click on the recipient link opens the panel like a click on the row does;
-  // a modified click (new tab) still follows the link.
-  document.addEventListener("click", (event) => {
-    const link = event.target.closest("tr[hx-get] a.recipient");
-    if (link && !(event.metaKey || event.ctrlKey || event.shiftKey || event.button)) {
-      event.preventDefault();
+  // Tabs and column headers are plain links without JavaScript; with it they set the
+  // filter form's tab or sort and submit it, so only the results are fetched and swapped.
+  function submitWith(name, value) {
+    const form = document.getElementById("filters");
+    let input = form.querySelector(`input[name=${name}]`);
+    if (!input) {
+      input = Object.assign(document.createElement("input"), { type: "hidden", name });
+      form.appendChild(input);
     }
+    input.value = value;
+    form.requestSubmit();
+  }
+
+  document.addEventListener("click", (event) => {
+    if (event.metaKey || event.ctrlKey || event.shiftKey || event.button) return;  // new tab
+    const form = document.getElementById("filters");
+    const tab = event.target.closest("nav.tabs a[data-tab]");
+    if (tab && form) {
+      event.preventDefault();
+      document.querySelectorAll("nav.tabs a").forEach((a) => a.removeAttribute("aria-current"));
+      tab.setAttribute("aria-current", "page");
+      submitWith("tab", tab.dataset.tab);
+      return;
+    }
+    const header = event.target.closest("#log-results thead th a");
+    if (header && form) {
+      event.preventDefault();
+      submitWith("sort", new URL(header.href).searchParams.get("sort") || "");
+      return;
+    }
+    // The recipient link opens the panel like a click anywhere on the row does.
+    if (event.target.closest("tr[hx-get] a.recipient")) event.preventDefault();
+  });
+
+  // The view may have changed without a page load: come back to the one on screen.
+  document.addEventListener("submit", (event) => {
+    const next = event.target.closest(".columns-chooser form")?.querySelector("[name=next]");
+    if (next) next.value = window.location.pathname + window.location.search;
   });
 
   document.addEventListener("DOMContentLoaded", () => { restoreAutoRefresh(); drawHistogram(); });

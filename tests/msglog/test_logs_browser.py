@@ -136,3 +136,19 @@ def test_a_hidden_column_stays_hidden_and_a_shared_link_opens_the_same_view(
     assert "Message Type" not in other.inner_text("#log-results thead")
     assert other.get_attribute("nav.tabs a[aria-current=page]", "data-tab") == "sms"
     assert "+14155550123" in table_text(other) and "jane.doe" not in table_text(other)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_tabs_sorting_and_paging_never_reload_the_page(live_server, chromium, support, busy_week):
+    page = sign_in(chromium, live_server.url, support.user.username, PASSWORD)
+    page.evaluate("window.stillTheSamePage = true")
+    page.click("nav.tabs a[data-tab=email]")
+    page.wait_for_url("**tab=email**")
+    assert "+14155550123" not in table_text(page)
+    page.click("#log-results thead th a >> text=Recipient")
+    page.wait_for_url("**sort=recipient**")
+    assert "tab=email" in page.url  # the tab survives the sort
+    page.fill("#id_q", "client1")
+    page.wait_for_url("**q=client1**")
+    assert "sort=recipient" in page.url and "tab=email" in page.url
+    assert page.evaluate("window.stillTheSamePage") is True
