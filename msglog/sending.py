@@ -720,6 +720,47 @@ def stuck_in_sending(now: datetime | None = None) -> list[Message]:
     )
 
 
+POLL_SENT_AFTER = timedelta(minutes=10)
+POLL_GIVE_UP_AFTER = timedelta(days=3)
+
+
+def poll_sent(now: datetime | None = None, limit: int = 500) -> dict[str, int]:
+    """Ask providers about messages still `sent` with no final report.
+
+    Providers send callbacks late, twice or never (Twilio sends none for a message's
+    initial status, and a lost callback is never repeated): this asks instead, for each
+    message at most once per POLL_SENT_AFTER, for POLL_GIVE_UP_AFTER after sending.
+    """
+    now = now or timezone.now()
+    waiting = list(
+        Message.objects.filter(
+            status=Status.SENT,
+            updated_at__lt=now - POLL_SENT_AFTER,
+            sent_at__gt=now - POLL_GIVE_UP_AFTER,
+        )
+        .exclude(provider_message_id="")
+        .select_related("company")[:limit]
+    )
+    outcomes: dict[str, int] = {}
+    for message in waiting:
+        # Claim this round for the message first: two pollers never ask twice.
+        if not Message.objects.filter(pk=message.pk, updated_at=message.updated_at).update(
+            updated_at=now
+        ):
+            continue
+        provider = get_provider(message.channel, message.provider or None)
+        try:
+            report = provider.lookup(message.provider_message_id, outgoing_for(message, 0))
+        except NotFound:
+            report = None
+        outcome = "no answer"
+        if report is not None and report.status and report.status != Status.SENT:
+            apply_report(message, report, source=StatusEvent.Source.POLL)
+            outcome = report.status
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes
+
+
 QUEUED_TOO_LONG = timedelta(seconds=getattr(settings, "QUEUED_TIMEOUT_SECONDS", 300))
 
 

@@ -226,6 +226,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "msglog.tasks.reconcile_stuck_messages",
         "schedule": max(2.0, SENDING_TIMEOUT_SECONDS / 4),
     },
+    "poll-sent-messages": {"task": "msglog.tasks.poll_sent_messages", "schedule": 120.0},
     "requeue-stale-messages": {
         "task": "msglog.tasks.requeue_stale_messages",
         "schedule": max(2.0, QUEUED_TIMEOUT_SECONDS / 5),

@@ -127,6 +127,16 @@ def dispatch_due_messages() -> int:
         return sending.dispatch_due()
 
 
+@shared_task(name="msglog.tasks.poll_sent_messages", queue="maintenance")
+def poll_sent_messages() -> dict[str, int]:
+    """Ask providers about sent messages that never got a final report."""
+    outcomes: dict[str, int] = {}
+    with scopes_disabled():
+        for outcome, n in sending.poll_sent().items():
+            outcomes[outcome] = outcomes.get(outcome, 0) + n
+    return outcomes
+
+
 @shared_task(name="msglog.tasks.requeue_stale_messages", queue="maintenance")
 def requeue_stale_messages() -> int:
     with scopes_disabled():

@@ -348,3 +348,18 @@ def test_fifty_concurrent_sends_never_overspend_ten_credits(acme):
     acme.refresh_from_db()
     assert acme.sms_credit_balance == 0
     assert ledger_matches_balance(acme)
+
+
+@pytest.mark.django_db
+def test_a_message_that_never_gets_a_report_is_settled_by_polling(funded):
+    with scope(company=funded.pk):
+        message = sms(funded, "+14155550005")  # the simulator never reports on ...0005
+        assert sending.deliver(message.pk) == "sent"
+        message.refresh_from_db()
+        assert sending.poll_sent(now=timezone.now()) == {}  # too soon to ask
+        later = timezone.now() + sending.POLL_SENT_AFTER + timedelta(seconds=1)
+        assert sending.poll_sent(now=later) == {"delivered": 1}
+        assert sending.poll_sent(now=later) == {}  # asked once per round
+        message.refresh_from_db()
+        sources = set(message.events.values_list("source", flat=True))
+    assert message.status == "delivered" and "poll" in sources
