@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import django_tables2 as tables
 from django.urls import reverse
+from django.utils import dateformat, timezone
 from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
 
 # Columns a user may hide, in display order, with their headings (SPEC §4).
 OPTIONAL_COLUMNS: dict[str, str] = {
@@ -56,13 +61,6 @@ class MessageTable(tables.Table):
             "company",
         )
         order_by = ("-created_at",)
-        row_attrs = {
-            "data-href": lambda record: record.get_absolute_url(),
-            "hx-get": lambda record: record.get_absolute_url(),
-            "hx-target": "#panel",
-            "hx-swap": "innerHTML",
-            "class": lambda record: "row-failed" if record.is_failed else "",
-        }
         empty_text = "No messages match these filters."
 
     def __init__(
@@ -73,42 +71,104 @@ class MessageTable(tables.Table):
             if name in hidden or (name == "company" and not show_company):
                 self.columns.hide(name)
 
-    def render_recipient(self, record) -> str:
-        return format_html(
+    def body_html(self) -> SafeString:
+        """The page's rows, rendered in one pass.
+
+        django-tables2 renders each cell through its column machinery, which costs most of
+        a page's time at 50 rows; these cells are plain functions of the message.
+        """
+        names = [column.name for column in self.columns]
+        rows = []
+        for row in self.paginated_rows:
+            message = row.record
+            message.url = message_url(message.public_id)
+            cells = "".join(CELLS[name](message) for name in names)
+            rows.append(
+                format_html(
+                    '<tr class="{}" data-href="{}" hx-get="{}" hx-target="#panel" '
+                    'hx-swap="innerHTML">{}</tr>',
+                    "row-failed" if message.is_failed else "",
+                    message.url,
+                    message.url,
+                    mark_safe(cells),  # noqa: S308 — every cell is built by format_html
+                )
+            )
+        return mark_safe("".join(rows))  # noqa: S308 — every row is built by format_html
+
+
+@functools.cache
+def _message_url_pattern() -> str:
+    return reverse("message-detail", kwargs={"public_id": "PUBLIC_ID"})
+
+
+def message_url(public_id: str) -> str:
+    """A message's URL without resolving the URLconf for every row."""
+    return _message_url_pattern().replace("PUBLIC_ID", public_id)
+
+
+def _td(content, css: str = "") -> str:
+    return (
+        format_html('<td class="{}">{}</td>', css, content)
+        if css
+        else format_html("<td>{}</td>", content)
+    )
+
+
+def _date(message) -> str:
+    return _td(dateformat.format(timezone.localtime(message.created_at), "M j, H:i"))
+
+
+def _recipient(message) -> str:
+    return _td(
+        format_html(
             '<a href="{}" class="recipient">{}</a><br><small>{}</small>',
-            record.get_absolute_url(),
-            record.to_name or record.to_address,
-            record.to_address if record.to_name else "",
+            message.get_absolute_url(),
+            message.to_name or message.to_address,
+            message.to_address if message.to_name else "",
         )
+    )
 
-    def render_status(self, record) -> str:
-        return format_html(
-            '<span class="badge status-{}">{}</span>', record.status, record.get_status_display()
+
+def _status(message) -> str:
+    return _td(
+        format_html(
+            '<span class="badge status-{}">{}</span>', message.status, message.get_status_display()
         )
+    )
 
-    def render_channel(self, record) -> str:
-        return record.get_channel_display()
 
-    def render_category(self, record) -> str:
-        return record.get_category_display()
+def _template(message) -> str:
+    if message.template_id is None:
+        return _td("—")
+    url = reverse("template-detail", kwargs={"template_id": message.template_id})
+    return _td(format_html('<a href="{}">{}</a>', url, message.template.name))
 
-    def render_message_type(self, record) -> str:
-        return record.get_message_type_display()
 
-    def render_template(self, record) -> str:
-        return format_html(
-            '<a href="{}">{}</a>',
-            reverse("template-detail", kwargs={"template_id": record.template_id}),
-            record.template.name,
-        )
-
-    def render_batch(self, record) -> str:
-        return format_html(
+def _batch(message) -> str:
+    if message.batch_id is None:
+        return _td("—")
+    return _td(
+        format_html(
             '<a href="{}?batch={}&amp;period=all">{}</a>',
             reverse("logs"),
-            record.batch_id,
-            record.batch.name,
+            message.batch_id,
+            message.batch.name,
         )
+    )
+
+
+CELLS: dict[str, Callable[[object], str]] = {
+    "channel": lambda m: _td(m.get_channel_display()),
+    "created_at": _date,
+    "category": lambda m: _td(m.get_category_display()),
+    "recipient": _recipient,
+    "status": _status,
+    "message_type": lambda m: _td(m.get_message_type_display()),
+    "template": _template,
+    "credits": lambda m: _td(m.credits, "num"),
+    "batch": _batch,
+    "company": lambda m: _td(m.company.name),
+}
 
 
 def hidden_columns(choice: list[str] | None) -> frozenset[str]:

@@ -140,11 +140,7 @@ class LogsView(CompanyViewMixin, SingleTableMixin, FilterView):
                 "series": series,
                 "stacks": [(k, label) for k, label, _ in rollups.HISTOGRAM_STACKS],
             },
-            histogram_rows=[
-                (d, [series[k][i] for k, _, _ in rollups.HISTOGRAM_STACKS])
-                for i, d in enumerate(days)
-            ],
-            stacks=rollups.HISTOGRAM_STACKS,
+            histogram_table=rollups.daily_table_html(days, series),
             column_choices=[
                 (name, label, name in visible)
                 for name, label in OPTIONAL_COLUMNS.items()
