@@ -7,7 +7,6 @@ variables set, so the default can never silently break.
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -18,6 +17,8 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+
+from tests.fakes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.embedded
@@ -55,12 +56,6 @@ def embedded(tmp_path_factory):
         "logins": logins,
         "db": var / "msglog.sqlite3",
     }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(args: list[str], env: dict, log: Path) -> subprocess.Popen:

@@ -25,39 +25,16 @@ from msglog.providers.anymail import AnymailProvider
 from msglog.providers.base import (
     Accepted,
     AmbiguousError,
-    Outgoing,
     PermanentError,
     TransientError,
 )
 from msglog.statuses import Status
+from tests.fakes import email_outgoing, free_port
 
 POSTMARK = "anymail.backends.postmark.EmailBackend"
 POSTAL = "anymail.backends.postal.EmailBackend"
 TEST_BACKEND = "anymail.backends.test.EmailBackend"
 POSTMARK_MESSAGE_ID = "0a129aee-e1cd-480d-b08d-4f48548ff48d"
-
-
-def outgoing(to: str = "ann@ok.test", **fields) -> Outgoing:
-    values = {
-        "public_id": "m_01HXAMPLE",
-        "company_id": 1,
-        "channel": "email",
-        "to": to,
-        "to_name": "Ann Example",
-        "sender": "",
-        "subject": "Your appointment",
-        "text": "See you on Monday at 10:00.",
-        "html": "<p>See you on <b>Monday</b> at 10:00.</p>",
-        "status_callback_url": "",
-        **fields,
-    }
-    return Outgoing(**values)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- A local ESP: answers as Postmark's /email and Postal's /api/v1/send/message do ------
@@ -188,7 +165,7 @@ def esp(settings) -> Iterator[FakeEsp]:
 
 
 def test_postmark_acceptance_gives_its_message_id_and_the_request_carries_our_ids(esp):
-    accepted = AnymailProvider().send(outgoing())
+    accepted = AnymailProvider().send(email_outgoing())
 
     assert isinstance(accepted, Accepted)
     assert accepted.status == Status.SENT
@@ -209,7 +186,7 @@ def test_postmark_acceptance_gives_its_message_id_and_the_request_carries_our_id
 
 
 def test_postmark_delayed_delivery_is_queued_which_is_sent(esp):
-    accepted = AnymailProvider().send(outgoing("ann@delayed.test"))
+    accepted = AnymailProvider().send(email_outgoing("ann@delayed.test"))
 
     assert accepted.status == Status.SENT
     assert accepted.raw["status"] == "queued"
@@ -218,7 +195,7 @@ def test_postmark_delayed_delivery_is_queued_which_is_sent(esp):
 
 def test_postmark_inactive_recipient_is_suppressed(esp):
     with pytest.raises(PermanentError) as caught:
-        AnymailProvider().send(outgoing("gone@inactive.test"))
+        AnymailProvider().send(email_outgoing("gone@inactive.test"))
 
     error = caught.value
     assert error.status == Status.SUPPRESSED
@@ -233,7 +210,7 @@ def test_postmark_inactive_recipient_is_suppressed(esp):
 
 def test_postmark_invalid_to_is_an_invalid_recipient(esp):
     with pytest.raises(PermanentError) as caught:
-        AnymailProvider().send(outgoing("ann@illegal.test"))
+        AnymailProvider().send(email_outgoing("ann@illegal.test"))
 
     assert caught.value.status == Status.INVALID_RECIPIENT
     assert caught.value.code == "invalid"
@@ -242,7 +219,7 @@ def test_postmark_invalid_to_is_an_invalid_recipient(esp):
 
 def test_postmark_422_about_something_else_fails_permanently(esp):
     with pytest.raises(PermanentError) as caught:
-        AnymailProvider().send(outgoing("ann@badfrom.test"))
+        AnymailProvider().send(email_outgoing("ann@badfrom.test"))
 
     error = caught.value
     assert error.status == Status.FAILED
@@ -255,7 +232,7 @@ def test_postmark_422_about_something_else_fails_permanently(esp):
 
 def test_postmark_401_fails_permanently(esp):
     with pytest.raises(PermanentError) as caught:
-        AnymailProvider().send(outgoing("ann@token.test"))
+        AnymailProvider().send(email_outgoing("ann@token.test"))
 
     assert caught.value.code == "HTTP 401"
     assert caught.value.status == Status.FAILED
@@ -263,7 +240,7 @@ def test_postmark_401_fails_permanently(esp):
 
 def test_postmark_429_is_transient_with_its_retry_after(esp):
     with pytest.raises(TransientError) as caught:
-        AnymailProvider().send(outgoing("ann@rate.test"))
+        AnymailProvider().send(email_outgoing("ann@rate.test"))
 
     assert caught.value.code == "HTTP 429"
     assert caught.value.retry_after == 7.0
@@ -271,7 +248,7 @@ def test_postmark_429_is_transient_with_its_retry_after(esp):
 
 def test_postmark_503_is_transient(esp):
     with pytest.raises(TransientError) as caught:
-        AnymailProvider().send(outgoing("ann@maintenance.test"))
+        AnymailProvider().send(email_outgoing("ann@maintenance.test"))
 
     assert caught.value.code == "HTTP 503"
     assert caught.value.retry_after is None
@@ -279,7 +256,7 @@ def test_postmark_503_is_transient(esp):
 
 def test_postmark_500_is_ambiguous(esp):
     with pytest.raises(AmbiguousError) as caught:
-        AnymailProvider().send(outgoing("ann@crash.test"))
+        AnymailProvider().send(email_outgoing("ann@crash.test"))
 
     assert caught.value.code == "HTTP 500"
     assert caught.value.raw["body"] == "Internal Server Error"
@@ -287,7 +264,7 @@ def test_postmark_500_is_ambiguous(esp):
 
 def test_a_connection_closed_after_the_request_is_ambiguous(esp):
     with pytest.raises(AmbiguousError) as caught:
-        AnymailProvider().send(outgoing("ann@hangup.test"))
+        AnymailProvider().send(email_outgoing("ann@hangup.test"))
 
     assert len(esp.requests) == 1  # the ESP got it: it must not be sent again blindly
     assert caught.value.raw["http_status"] is None
@@ -297,7 +274,7 @@ def test_no_answer_within_the_timeout_is_ambiguous(esp, settings):
     settings.ANYMAIL = {**settings.ANYMAIL, "REQUESTS_TIMEOUT": 0.3}
 
     with pytest.raises(AmbiguousError) as caught:
-        AnymailProvider().send(outgoing("ann@slow.test"))
+        AnymailProvider().send(email_outgoing("ann@slow.test"))
 
     assert "ReadTimeout" in caught.value.raw["error"]
 
@@ -306,7 +283,7 @@ def test_connection_refused_is_transient(esp, settings):
     settings.ANYMAIL = {**settings.ANYMAIL, "POSTMARK_API_URL": f"http://127.0.0.1:{free_port()}/"}
 
     with pytest.raises(TransientError) as caught:
-        AnymailProvider().send(outgoing())
+        AnymailProvider().send(email_outgoing())
 
     assert "Could not reach the email service" in str(caught.value)
     assert esp.requests == []
@@ -316,7 +293,7 @@ def test_an_unknown_host_is_transient(esp, settings):
     settings.ANYMAIL = {**settings.ANYMAIL, "POSTMARK_API_URL": "http://api.no-such-host.invalid/"}
 
     with pytest.raises(TransientError):
-        AnymailProvider().send(outgoing())
+        AnymailProvider().send(email_outgoing())
 
 
 def test_an_esp_without_metadata_is_sent_once_without_it(esp, settings):
@@ -325,7 +302,7 @@ def test_an_esp_without_metadata_is_sent_once_without_it(esp, settings):
     settings.ANYMAIL_EMAIL_BACKEND = POSTAL
     settings.ANYMAIL = {"POSTAL_API_KEY": "postal-key", "POSTAL_API_URL": esp.url}
 
-    accepted = AnymailProvider().send(outgoing())
+    accepted = AnymailProvider().send(email_outgoing())
 
     assert accepted.provider_message_id == "37"
     [request] = esp.requests
@@ -338,7 +315,7 @@ def test_missing_credentials_fail_permanently(esp, settings):
     settings.ANYMAIL = {"POSTMARK_API_URL": esp.url}
 
     with pytest.raises(PermanentError) as caught:
-        AnymailProvider().send(outgoing())
+        AnymailProvider().send(email_outgoing())
 
     assert "not configured" in str(caught.value)
     assert esp.requests == []
@@ -369,7 +346,7 @@ def scripted(settings) -> Iterator[list]:
 
 
 def test_the_test_backend_accepts_with_its_message_id_and_gets_our_ids(scripted):
-    accepted = AnymailProvider().send(outgoing())
+    accepted = AnymailProvider().send(email_outgoing())
 
     [message] = mail.outbox
     assert accepted.provider_message_id == "0"  # the test backend's id: its outbox index
@@ -395,7 +372,7 @@ def test_refused_recipient_statuses_are_permanent(scripted, anymail_status, stat
     scripted.append(AnymailRecipientStatus(message_id=None, status=anymail_status))
 
     with pytest.raises(PermanentError) as caught:
-        AnymailProvider().send(outgoing())
+        AnymailProvider().send(email_outgoing())
 
     assert caught.value.status == status
     assert caught.value.code == code
@@ -405,7 +382,7 @@ def test_refused_recipient_statuses_are_permanent(scripted, anymail_status, stat
 def test_queued_is_sent(scripted):
     scripted.append(AnymailRecipientStatus(message_id="esp-42", status="queued"))
 
-    accepted = AnymailProvider().send(outgoing())
+    accepted = AnymailProvider().send(email_outgoing())
 
     assert (accepted.provider_message_id, accepted.status) == ("esp-42", Status.SENT)
 
@@ -414,16 +391,16 @@ def test_unknown_with_an_id_is_sent_and_without_one_ambiguous(scripted):
     scripted.append(AnymailRecipientStatus(message_id="esp-43", status="unknown"))
     scripted.append(AnymailRecipientStatus(message_id=None, status="unknown"))
 
-    assert AnymailProvider().send(outgoing()).provider_message_id == "esp-43"
+    assert AnymailProvider().send(email_outgoing()).provider_message_id == "esp-43"
     with pytest.raises(AmbiguousError):
-        AnymailProvider().send(outgoing())
+        AnymailProvider().send(email_outgoing())
 
 
 def test_an_api_error_without_an_http_status_is_ambiguous(scripted):
     scripted.append(AnymailAPIError("The ESP's SDK failed"))
 
     with pytest.raises(AmbiguousError):
-        AnymailProvider().send(outgoing())
+        AnymailProvider().send(email_outgoing())
 
 
 def test_no_backend_configured_fails_permanently(settings):
@@ -431,18 +408,18 @@ def test_no_backend_configured_fails_permanently(settings):
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 
     with pytest.raises(PermanentError) as caught:
-        AnymailProvider().send(outgoing())
+        AnymailProvider().send(email_outgoing())
 
     assert "ANYMAIL_EMAIL_BACKEND" in str(caught.value)
 
 
 def test_an_invalid_address_fails_before_any_request(scripted):
     with pytest.raises(PermanentError) as caught:
-        AnymailProvider().send(outgoing("not an address"))
+        AnymailProvider().send(email_outgoing("not an address"))
 
     assert caught.value.status == Status.INVALID_RECIPIENT
     assert mail.outbox == []
 
 
 def test_lookup_cannot_ask_an_esp():
-    assert AnymailProvider().lookup(POSTMARK_MESSAGE_ID, outgoing()) is None
+    assert AnymailProvider().lookup(POSTMARK_MESSAGE_ID, email_outgoing()) is None

@@ -3,7 +3,6 @@ recipient's domain (tests/fakes/smtp_server.py). Nothing of ours is mocked; no d
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 import pytest
@@ -12,12 +11,12 @@ from msglog.errors import explain_code
 from msglog.providers.base import (
     Accepted,
     AmbiguousError,
-    Outgoing,
     PermanentError,
     TransientError,
 )
 from msglog.providers.smtp import SmtpProvider
 from msglog.statuses import Status
+from tests.fakes import email_outgoing, free_port
 from tests.fakes.smtp_server import FakeSmtpServer
 
 
@@ -33,32 +32,8 @@ def smtp_server(settings) -> Iterator[FakeSmtpServer]:
         yield server
 
 
-def outgoing(to: str = "ann@ok.test", **fields) -> Outgoing:
-    values = {
-        "public_id": "m_01HXAMPLE",
-        "company_id": 1,
-        "channel": "email",
-        "to": to,
-        "to_name": "Ann Example",
-        "sender": "",
-        "subject": "Your appointment",
-        "text": "See you on Monday at 10:00.",
-        "html": "<p>See you on <b>Monday</b> at 10:00.</p>",
-        "status_callback_url": "",
-        **fields,
-    }
-    return Outgoing(**values)
-
-
-def free_port() -> int:
-    """A port nothing listens on: bound by the OS for us, then released."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_a_250_is_accepted_under_our_own_message_id(smtp_server):
-    accepted = SmtpProvider().send(outgoing())
+    accepted = SmtpProvider().send(email_outgoing())
 
     assert isinstance(accepted, Accepted)
     assert accepted.status == Status.SENT
@@ -88,7 +63,7 @@ def test_a_250_is_accepted_under_our_own_message_id(smtp_server):
 
 def test_the_company_sender_is_the_from_and_names_the_message_id_domain(smtp_server):
     accepted = SmtpProvider().send(
-        outgoing(sender="Acme Clinics <hello@acme.test>", to_name="Zoë Ünal")
+        email_outgoing(sender="Acme Clinics <hello@acme.test>", to_name="Zoë Ünal")
     )
 
     message = smtp_server.messages[0]
@@ -99,8 +74,8 @@ def test_the_company_sender_is_the_from_and_names_the_message_id_domain(smtp_ser
 
 
 def test_each_send_gets_a_new_message_id(smtp_server):
-    first = SmtpProvider().send(outgoing())
-    second = SmtpProvider().send(outgoing())
+    first = SmtpProvider().send(email_outgoing())
+    second = SmtpProvider().send(email_outgoing())
 
     assert first.provider_message_id != second.provider_message_id
     assert [m["Message-ID"] for m in smtp_server.messages] == [
@@ -110,7 +85,7 @@ def test_each_send_gets_a_new_message_id(smtp_server):
 
 
 def test_a_text_only_message_is_sent_as_plain_text(smtp_server):
-    SmtpProvider().send(outgoing(html=""))
+    SmtpProvider().send(email_outgoing(html=""))
 
     message = smtp_server.messages[0]
     assert message.get_content_type() == "text/plain"
@@ -118,7 +93,7 @@ def test_a_text_only_message_is_sent_as_plain_text(smtp_server):
 
 def test_550_user_unknown_at_rcpt_is_a_permanent_bounce_keeping_the_enhanced_code(smtp_server):
     with pytest.raises(PermanentError) as caught:
-        SmtpProvider().send(outgoing("nobody@bounce.test"))
+        SmtpProvider().send(email_outgoing("nobody@bounce.test"))
 
     error = caught.value
     assert error.status == Status.BOUNCED
@@ -137,7 +112,7 @@ def test_550_user_unknown_at_rcpt_is_a_permanent_bounce_keeping_the_enhanced_cod
 
 def test_a_relay_refusing_to_relay_is_a_failure_not_a_bounce(smtp_server):
     with pytest.raises(PermanentError) as caught:
-        SmtpProvider().send(outgoing("someone@relay.test"))
+        SmtpProvider().send(email_outgoing("someone@relay.test"))
 
     assert caught.value.status == Status.FAILED
     assert caught.value.code == "550"
@@ -146,7 +121,7 @@ def test_a_relay_refusing_to_relay_is_a_failure_not_a_bounce(smtp_server):
 
 def test_a_refused_sender_is_a_failure_explained_by_the_servers_words(smtp_server):
     with pytest.raises(PermanentError) as caught:
-        SmtpProvider().send(outgoing(sender="Acme <hello@refused.test>"))
+        SmtpProvider().send(email_outgoing(sender="Acme <hello@refused.test>"))
 
     error = caught.value
     assert error.status == Status.FAILED
@@ -161,7 +136,7 @@ def test_a_refused_sender_is_a_failure_explained_by_the_servers_words(smtp_serve
 
 def test_554_after_data_is_a_permanent_failure(smtp_server):
     with pytest.raises(PermanentError) as caught:
-        SmtpProvider().send(outgoing("someone@spam.test"))
+        SmtpProvider().send(email_outgoing("someone@spam.test"))
 
     assert caught.value.status == Status.FAILED
     assert caught.value.code == "554"
@@ -171,7 +146,7 @@ def test_554_after_data_is_a_permanent_failure(smtp_server):
 
 def test_451_is_transient(smtp_server):
     with pytest.raises(TransientError) as caught:
-        SmtpProvider().send(outgoing("busy@defer.test"))
+        SmtpProvider().send(email_outgoing("busy@defer.test"))
 
     error = caught.value
     assert error.code == "451"
@@ -185,7 +160,7 @@ def test_connection_refused_is_transient(settings):
     settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", free_port()
 
     with pytest.raises(TransientError) as caught:
-        SmtpProvider().send(outgoing())
+        SmtpProvider().send(email_outgoing())
 
     assert "Connection refused" in str(caught.value)
     assert caught.value.raw["stage"] == "connect"
@@ -196,14 +171,14 @@ def test_an_unknown_host_is_transient(settings):
     settings.EMAIL_HOST, settings.EMAIL_PORT = "mail.no-such-host.invalid", 25
 
     with pytest.raises(TransientError) as caught:
-        SmtpProvider().send(outgoing())
+        SmtpProvider().send(email_outgoing())
 
     assert "gaierror" in caught.value.raw["error"]
 
 
 def test_a_connection_dropped_after_the_message_was_written_is_ambiguous(smtp_server):
     with pytest.raises(AmbiguousError) as caught:
-        SmtpProvider().send(outgoing("someone@cut.test"))
+        SmtpProvider().send(email_outgoing("someone@cut.test"))
 
     # The server did take it: exactly why this must never be sent again blindly.
     [message] = smtp_server.messages
@@ -215,7 +190,7 @@ def test_no_answer_after_the_message_within_the_timeout_is_ambiguous(smtp_server
     settings.EMAIL_TIMEOUT = 0.5
 
     with pytest.raises(AmbiguousError) as caught:
-        SmtpProvider().send(outgoing("someone@stall.test"))
+        SmtpProvider().send(email_outgoing("someone@stall.test"))
 
     assert "timed out" in str(caught.value)
     assert len(smtp_server.received) == 1
@@ -223,7 +198,7 @@ def test_no_answer_after_the_message_within_the_timeout_is_ambiguous(smtp_server
 
 def test_an_invalid_address_fails_without_connecting(smtp_server):
     with pytest.raises(PermanentError) as caught:
-        SmtpProvider().send(outgoing("not an address"))
+        SmtpProvider().send(email_outgoing("not an address"))
 
     assert caught.value.status == Status.INVALID_RECIPIENT
     assert smtp_server.sessions == 0
@@ -231,11 +206,11 @@ def test_an_invalid_address_fails_without_connecting(smtp_server):
 
 def test_a_header_injection_fails_without_connecting(smtp_server):
     with pytest.raises(PermanentError) as caught:
-        SmtpProvider().send(outgoing(subject="Hello\nBcc: victim@ok.test"))
+        SmtpProvider().send(email_outgoing(subject="Hello\nBcc: victim@ok.test"))
 
     assert caught.value.status == Status.FAILED
     assert smtp_server.sessions == 0
 
 
 def test_lookup_cannot_ask_an_smtp_server():
-    assert SmtpProvider().lookup("<1.2.3@msglog.test>", outgoing()) is None
+    assert SmtpProvider().lookup("<1.2.3@msglog.test>", email_outgoing()) is None
