@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import View
 from django_filters.views import FilterView
-from django_tables2 import RequestConfig, SingleTableMixin
+from django_tables2 import SingleTableMixin
 from django_tables2.paginators import LazyPaginator
 
 from companies.tenancy import for_company
@@ -94,7 +94,9 @@ class LogsView(CompanyViewMixin, SingleTableMixin, FilterView):
 
     def get_table(self, **kwargs):
         table = self.get_table_class()(data=self.get_table_data(), **self.get_table_kwargs())
-        RequestConfig(self.request, paginate=False).configure(table)  # ?sort= only
+        sort = self.request.GET.get("sort", "")
+        if sort.removeprefix("-") in {c.name for c in table.columns if c.orderable}:
+            table.order_by = sort  # anything else keeps the default, newest first
         order = [str(o) for o in (table.order_by or ())] or ["-created_at"]
         per_page = self.per_page()
         if order[0] in {"created_at", "-created_at"}:
