@@ -20,12 +20,7 @@ from django.utils import timezone
 
 from . import rollups
 from .models import Message, StatusEvent
-from .statuses import EventFact, derive
-
-DERIVED_FIELDS = (
-    "status", "status_reason", "error_code", "error_message",
-    "sent_at", "delivered_at", "opened_at", "clicked_at", "failed_at",
-)  # fmt: skip
+from .statuses import DERIVED_FIELDS, EventFact, derive
 
 
 def dedupe_key(*parts: object) -> str:
@@ -58,6 +53,7 @@ def new_event(
     provider_event_id: str = "",
     raw_payload: dict | None = None,
     key_parts: tuple | None = None,
+    received_at: datetime | None = None,
 ) -> StatusEvent:
     """An unsaved event. `key_parts` names what identifies the report; by default the
     provider's message id (or ours), the status or event word, and when it happened."""
@@ -73,6 +69,7 @@ def new_event(
         status=status,
         event=event or status,
         occurred_at=occurred_at,
+        received_at=received_at or timezone.now(),
         source=source,
         error_code=error_code,
         error_message=error_message,
@@ -132,21 +129,14 @@ def refresh_messages(message_ids: Iterable[int]) -> dict[int, dict]:
         ):  # fmt: skip
             facts[event.message_id].append(fact_of(event))
         changed_messages = []
-        deltas: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0])
+        deltas: dict[rollups.Bucket, list[int]] = {}
         for message in locked:
             derived = derive(facts[message.pk], initial=message.status).as_fields()
             changed = {k: v for k, v in derived.items() if getattr(message, k) != v}
             if not changed:
                 continue
             if "status" in changed:
-                for bucket, sign in (
-                    (rollups.bucket(message), -1),
-                    (rollups.bucket(message, changed["status"]), 1),
-                ):
-                    delta = deltas[bucket]
-                    delta[0] += sign
-                    delta[1] += sign * message.segments
-                    delta[2] += sign * message.credits
+                rollups.add_move(deltas, message, changed["status"])
             for field, value in changed.items():
                 setattr(message, field, value)
             message.updated_at = now

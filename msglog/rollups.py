@@ -70,19 +70,14 @@ def count_created(messages: Iterable[Message]) -> None:
     apply_deltas({k: tuple(v) for k, v in deltas.items()})
 
 
-def move(
-    message: Message, old_status: str, new_status: str, old_credits: int | None = None
-) -> None:
-    """A message changed status: take it from its old bucket and add it to the new one."""
-    if old_status == new_status and old_credits in (None, message.credits):
-        return
-    old_credits = message.credits if old_credits is None else old_credits
-    apply_deltas(
-        {
-            bucket(message, old_status): (-1, -message.segments, -old_credits),
-            bucket(message, new_status): (1, message.segments, message.credits),
-        }
-    )
+def add_move(deltas: dict[Bucket, list[int]], message: Message, new_status: str) -> None:
+    """Count a status change into `deltas`: the message leaves its current status's
+    bucket for the new one (apply the collected deltas with `apply_deltas`)."""
+    for key, sign in ((bucket(message), -1), (bucket(message, new_status), 1)):
+        delta = deltas.setdefault(key, [0, 0, 0])
+        delta[0] += sign
+        delta[1] += sign * message.segments
+        delta[2] += sign * message.credits
 
 
 def rebuild(company_ids: Iterable[int] | None = None) -> None:

@@ -34,7 +34,7 @@ from templates_app.models import MessageTemplateVersion
 from templates_app.rendering import render
 
 from . import rollups
-from .events import apply_report, dedupe_key, new_event, record_event, record_events
+from .events import apply_report, new_event, record_event, record_events
 from .kinds import Category, Channel
 from .models import Batch, Message, StatusEvent, Suppression
 from .providers import get_provider, provider_name
@@ -320,9 +320,26 @@ def send_many(
     events = []
     for message, verdict in zip(messages, verdicts, strict=True):
         first = Status.SCHEDULED if scheduled and not verdict.status else Status.QUEUED
-        events.append(_system_event(message, first, now))
+        events.append(
+            new_event(
+                message,
+                first,
+                occurred_at=now,
+                received_at=now,
+                key_parts=(message.public_id, first, now.isoformat()),
+            )
+        )
         if verdict.status:
-            events.append(_system_event(message, verdict.status, now, reason=verdict.reason))
+            events.append(
+                new_event(
+                    message,
+                    verdict.status,
+                    occurred_at=now,
+                    received_at=now,
+                    reason=verdict.reason,
+                    key_parts=(message.public_id, verdict.status, now.isoformat()),
+                )
+            )
     StatusEvent.objects.bulk_create(events, batch_size=5000)
 
     if charged:
@@ -359,20 +376,6 @@ def send_many(
 
         enqueue_sends(company.pk, channel, ready)
     return messages
-
-
-def _system_event(message: Message, status: str, at: datetime, reason: str = "") -> StatusEvent:
-    return StatusEvent(
-        company_id=message.company_id,
-        message=message,
-        status=status,
-        event=status,
-        occurred_at=at,
-        received_at=at,
-        source=StatusEvent.Source.SYSTEM,
-        reason=reason,
-        dedupe_key=dedupe_key(message.public_id, status, at.isoformat()),
-    )
 
 
 # --- Worker side ----------------------------------------------------------------------------

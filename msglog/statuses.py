@@ -172,6 +172,8 @@ STAGE_OF: dict[Status, str] = {
     **{status: "failed_at" for status in FAILED_GROUP},
 }
 STAGE_FIELDS = ("sent_at", "delivered_at", "opened_at", "clicked_at", "failed_at")
+# Every message field derive() decides.
+DERIVED_FIELDS = ("status", "status_reason", "error_code", "error_message", *STAGE_FIELDS)
 
 
 def matching_statuses(word: str) -> set[Status]:
@@ -232,13 +234,7 @@ class Derived:
     failed_at: datetime | None = None
 
     def as_fields(self) -> dict:
-        return {
-            "status": self.status,
-            "status_reason": self.status_reason,
-            "error_code": self.error_code,
-            "error_message": self.error_message,
-            **{name: getattr(self, name) for name in STAGE_FIELDS},
-        }
+        return {name: getattr(self, name) for name in DERIVED_FIELDS}
 
 
 def derive(events: Iterable[EventFact], initial: str = Status.QUEUED) -> Derived:
