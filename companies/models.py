@@ -122,3 +122,54 @@ class CreditLedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.amount:+d}"
+
+
+class AuditEntry(models.Model):
+    """One thing a person did that the company must be able to account for (SPEC §6).
+
+    Append-only: rows are written by :func:`companies.audit.record` and never changed;
+    saving an existing row or deleting one raises. Erasure (issue 8) leaves an entry
+    that says it happened, never the erased data.
+    """
+
+    class Action(models.TextChoices):
+        LOGIN = "login", "Signed in"
+        CONTENT_VIEWED = "content_viewed", "Read message content"
+        EXPORT = "export", "Exported"
+        BATCH_STOPPED = "batch_stopped", "Stopped a batch"
+        BATCH_RESTARTED = "batch_restarted", "Restarted a batch"
+        SETTINGS_CHANGED = "settings_changed", "Changed settings"
+        MEMBER_CHANGED = "member_changed", "Changed a member"
+        CREDITS_TOPPED_UP = "credits_topped_up", "Topped up SMS credits"
+        ERASURE = "erasure", "Erased a recipient's data"
+
+    company = models.ForeignKey(
+        Company, null=True, blank=True, on_delete=models.CASCADE, related_name="audit_entries"
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Kept as text too: the entry must still say who after the user is deleted.
+    actor_name = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=30, choices=Action.choices)
+    summary = models.CharField(max_length=300)
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = ScopedManager(company="company")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "audit entries"
+        indexes = [models.Index(fields=["company", "-created_at"], name="audit_company_time")]
+
+    def __str__(self) -> str:
+        return f"{self.actor_name or 'system'}: {self.summary}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None and not kwargs.get("force_insert"):
+            raise ValueError("Audit entries are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("Audit entries are append-only.")

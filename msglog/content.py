@@ -7,19 +7,17 @@ Security Policy that forbids scripts and every load except images (SPEC §6).
 SMS text and plain-text email are never HTML: templates show them escaped.
 
 Every read of content by a person passes through :func:`content_viewed`, the one place
-the audit log (issue 8) will record it.
+the audit log records it.
 """
 
 from __future__ import annotations
-
-import logging
 
 import nh3
 from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-audit_log = logging.getLogger("msglog.audit")
+from companies import audit
 
 # nh3's defaults plus what email layouts are made of (tables, fonts, inline styles).
 # <style> blocks are kept: CSS cannot run code, and the CSP blocks what it could load
@@ -114,21 +112,11 @@ def content_security_policy(remote_images: bool = False) -> str:
 
 
 def content_viewed(request: HttpRequest, message, part: str) -> None:
-    """Record that a person read a message's content (`part`: what they saw).
-
-    The one call point for the audit log: issue 8 stores these; for now they go to the
-    `msglog.audit` logger.
-    """
-    audit_log.info(
-        "content viewed: user=%s company=%s message=%s part=%s",
-        request.user.pk,
-        message.company_id,
-        message.public_id,
-        part,
-        extra={
-            "user_id": request.user.pk,
-            "company_id": message.company_id,
-            "public_id": message.public_id,
-            "part": part,
-        },
+    """Record in the audit log that a person read a message's content (`part`: what they saw)."""
+    audit.record(
+        audit.Action.CONTENT_VIEWED,
+        f"Read the {part} of message {message.public_id}",
+        request=request,
+        company=message.company_id,
+        details={"message": str(message.public_id), "part": part},
     )

@@ -11,6 +11,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django_scopes import scope, scopes_disabled
 from django_scopes.exceptions import ScopeError
 
+from companies import audit
 from companies.models import Company, Contact, CreditLedgerEntry, Membership
 from companies.roles import Role
 from msglog.models import DailyRollup, Message
@@ -123,6 +124,7 @@ def rival_objects(rival, outsider):
             status="queued",
             messages=1,
         )
+    audit_entry = audit.record(audit.Action.LOGIN, "Signed in", company=rival)
     objects = [
         template,
         version,
@@ -134,6 +136,7 @@ def rival_objects(rival, outsider):
         ledger,
         membership,
         rollup,
+        audit_entry,
     ]
     assert {type(o) for o in objects} >= set(scoped_models())
     return objects

@@ -9,7 +9,6 @@ another company, learns nothing at all.
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
 
@@ -19,6 +18,7 @@ from django.http import HttpResponse
 from django.urls import path
 from django_scopes import scopes_disabled
 
+from companies.models import AuditEntry
 from msglog import urls as msglog_urls
 from msglog.events import record_event
 from templates_app.models import MessageTemplateVersion
@@ -258,16 +258,21 @@ def test_the_operator_sees_any_company_s_message(operator, bounced_email):
 
 
 @pytest.mark.django_db
-def test_every_read_of_content_is_recorded(support, accountant, bounced_email, caplog):
-    caplog.set_level(logging.INFO, logger="msglog.audit")
+def test_every_read_of_content_is_recorded(support, accountant, bounced_email):
     support.client().get(bounced_email.get_absolute_url())
     support.client().get(f"/messages/{bounced_email.public_id}/content/")
     accountant.client().get(bounced_email.get_absolute_url())
 
-    reads = [(r.user_id, r.public_id, r.part) for r in caplog.records if r.name == "msglog.audit"]
+    with scopes_disabled():
+        reads = list(
+            AuditEntry.objects.filter(action=AuditEntry.Action.CONTENT_VIEWED)
+            .order_by("id")
+            .values_list("actor_id", "company_id", "details")
+        )
+    public_id = str(bounced_email.public_id)
     assert reads == [
-        (support.user.pk, bounced_email.public_id, "detail"),
-        (support.user.pk, bounced_email.public_id, "html"),
+        (support.user.pk, bounced_email.company_id, {"message": public_id, "part": "detail"}),
+        (support.user.pk, bounced_email.company_id, {"message": public_id, "part": "html"}),
     ]
 
 
