@@ -181,7 +181,7 @@ class LogsView(CompanyViewMixin, SingleTableMixin, FilterView):
         if not filterset.is_valid():
             return rollups.summarize([], today)[0], [], {}
         if filterset.rollups_can_answer():
-            rows = self.rollup_rows(filterset, start, end)
+            rows = rollups.fetch_rows(self.rollup_rows(filterset, start, end))
         else:
             rows = (
                 filterset.qs.order_by()
