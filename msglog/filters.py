@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import django_filters
 from django import forms
+from django.core.validators import MinValueValidator
 from django.db.models import Q, QuerySet
 from django.http import QueryDict
 from django.utils import timezone
@@ -130,6 +131,8 @@ class MessageFilter(django_filters.FilterSet):
         all_companies: bool = False,
         today: date | None = None,
         default_period: str = DEFAULT_PERIOD,
+        earliest_day: date | None = None,
+        earliest_reason: str = "",
         **kwargs,
     ):
         # Always bound, with the defaults filled in: an empty query string is a valid view.
@@ -141,6 +144,8 @@ class MessageFilter(django_filters.FilterSet):
         self.default_period = default_period
         super().__init__(data, *args, **kwargs)
         self.today = today or timezone.now().date()
+        if earliest_day is not None:
+            self.limit_to_retention(earliest_day, earliest_reason)
         templates = MessageTemplate.objects.all()
         batches = Batch.objects.all()
         if company is not None:
@@ -152,6 +157,16 @@ class MessageFilter(django_filters.FilterSet):
             self.filters["company"].queryset = Company.objects.all()
         else:
             del self.filters["company"]
+
+    def limit_to_retention(self, earliest: date, reason: str) -> None:
+        """Dates before the company's retention period are refused, with the reason."""
+        for name in ("date_from", "date_to"):
+            self.filters[name].extra["validators"] = [
+                MinValueValidator(earliest, message=reason or "Older messages are deleted.")
+            ]
+            self.filters[name].extra["widget"] = forms.DateInput(
+                attrs={"type": "date", "min": earliest.isoformat()}
+            )
 
     @property
     def current_tab(self) -> str:
