@@ -13,7 +13,7 @@ from zoneinfo import available_timezones
 import phonenumbers
 from django import forms
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
+from django.core.validators import MinValueValidator, validate_email
 from django.db import transaction
 
 from . import audit
@@ -78,6 +78,8 @@ class CompanySettingsForm(forms.ModelForm):
         limit = retention_limit(self.instance)
         field = self.fields["retention_days"]
         field.min_value, field.max_value = 1, limit
+        # The model's 0-or-more validator would speak first, in less helpful words.
+        field.validators = [v for v in field.validators if not isinstance(v, MinValueValidator)]
         field.widget.attrs.update(min=1, max=limit)
         field.help_text = (
             f"Older messages, their events and exports are deleted every night. "
@@ -88,7 +90,7 @@ class CompanySettingsForm(forms.ModelForm):
     def clean_retention_days(self) -> int:
         days = self.cleaned_data["retention_days"]
         limit = retention_limit(self.instance)
-        if days is None or days < 1:
+        if days < 1:
             raise ValidationError("Keep messages for at least 1 day.")
         if days > limit:
             raise ValidationError(

@@ -126,7 +126,7 @@ def use_per_month(company: Company, start: date | None = None, end: date | None 
             0,
         )
 
-    rows = CreditLedgerEntry.objects.filter(company_id=company.pk)
+    rows = CreditLedgerEntry._base_manager.filter(company_id=company.pk)
     if start:
         rows = rows.filter(created_at__date__gte=start)
     if end:
