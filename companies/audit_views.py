@@ -34,12 +34,13 @@ class AuditLogView(CurrentCompanyMixin, SingleTableMixin, FilterView):
         filterset = self.get_filterset(self.get_filterset_class())
         entries = filterset.qs if filterset.is_valid() else AuditEntry.objects.none()
         # Exporting the audit log is itself something to account for.
-        audit.record(
+        export = audit.record(
             audit.Action.EXPORT,
             "Exported the audit log as CSV",
             request=request,
             details={"filters": {k: v for k, v in request.GET.lists() if k != "format"}},
         )
+        entries = entries.filter(pk__lt=export.pk)  # the rows as they were when asked for
         stamp = timezone.now().strftime("%Y%m%d-%H%M")
         response = StreamingHttpResponse(
             rows_outside_the_request(entries), content_type="text/csv; charset=utf-8"
