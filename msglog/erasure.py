@@ -59,6 +59,13 @@ class Target:
         return self.emails | {e.lower() for e in self.emails}
 
 
+def email_variants(address: str) -> set[str]:
+    """The forms an address may be stored in: as typed, as sending normalizes it (domain
+    lowercased) and all lowercase; exact forms keep the (company, address) index usable."""
+    normalized = normalize_email(address) or address
+    return {address, normalized, address.lower()}
+
+
 def target_for_address(company: Company, address: str) -> Target:
     """The target for one typed address: an email, or a phone in the company's region."""
     address = (address or "").strip()
@@ -68,7 +75,7 @@ def target_for_address(company: Company, address: str) -> Target:
         email = normalize_email(address)
         if email is None:
             raise ErasureError("This is not a valid email address.")
-        return Target(company, emails={address, email.lower()})
+        return Target(company, emails=email_variants(address))
     phone = normalize_phone(address, company.default_region)
     if phone is None:
         raise ErasureError(
@@ -81,7 +88,7 @@ def target_for_contact(contact: Contact) -> Target:
     company = Company.objects.get(pk=contact.company_id)
     target = Target(company, contact=contact)
     if contact.email:
-        target.emails |= {contact.email, contact.email.lower()}
+        target.emails |= email_variants(contact.email)
     if contact.phone:
         phone = normalize_phone(contact.phone, company.default_region)
         target.phones |= {contact.phone} | ({phone} if phone else set())
