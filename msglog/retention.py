@@ -57,20 +57,25 @@ def purge_company(
     chunk: int = CHUNK,
     pause: float = 0.0,
     max_chunks: int | None = None,
+    timings: list[float] | None = None,
 ) -> Counter:
     """Delete one company's expired messages, their dependents, and expired owned files.
 
     `pause` seconds between chunks leave room to other writers; `max_chunks` bounds one
-    run (the next night continues where this one stopped).
+    run (the next night continues where this one stopped). Each chunk's seconds (its
+    transaction's length) are appended to `timings` when given.
     """
     before = cutoff(company, now)
     counts: Counter = Counter()
     done = 0
     while max_chunks is None or done < max_chunks:
+        started = time.perf_counter()
         ids = expired_ids(company.pk, before, chunk)
         if not ids:
             break
         counts.update(purging.delete_messages(company.pk, ids))
+        if timings is not None:
+            timings.append(time.perf_counter() - started)
         done += 1
         if len(ids) < chunk:
             break

@@ -24,9 +24,14 @@ class Command(BaseCommand):
         companies = Company.objects.filter(pk__in=company) if company else Company.objects.all()
         report: dict = {}
         start = time.perf_counter()
+        timings: list[float] = []
         with scopes_disabled():
             for each in companies:
-                counts = retention.purge_company(each, chunk=max(1, chunk), pause=pause)
+                counts = retention.purge_company(
+                    each, chunk=max(1, chunk), pause=pause, timings=timings
+                )
                 report[each.slug] = {k: v for k, v in counts.items() if v}
         report["seconds"] = round(time.perf_counter() - start, 2)
+        report["chunks"] = len(timings)
+        report["longest_chunk_ms"] = round(max(timings, default=0) * 1000, 1)
         self.stdout.write(json.dumps(report))
