@@ -32,6 +32,17 @@ EXPIRY_HOOKS: dict[str, ExpiryHook] = {}
 ERASURE_HOOKS: dict[str, ErasureHook] = {}
 
 
+def id_in(rows: models.QuerySet, column: str, ids: list[int]) -> models.QuerySet:
+    """`rows` whose `column` is one of `ids`. PostgreSQL gets one array parameter
+    (= ANY(%s)), three times faster than an IN list of thousands of parameters."""
+    if connection.vendor != "postgresql":
+        return rows.filter(**{f"{column}__in": ids})
+    # Unqualified: as a subquery the table gets an alias, and its own columns come first.
+    return rows.extra(  # noqa: S610 - a quoted column name; the ids are one bound parameter
+        where=[f"{connection.ops.quote_name(column)} = ANY(%s)"], params=[ids]
+    )
+
+
 def reverse_relations() -> list:
     """Every relation pointing at Message, hidden ones (related_name="+") included."""
     return [
@@ -55,9 +66,9 @@ def delete_messages(company_id: int, message_ids: Sequence[int]) -> Counter:
                 field = next(
                     f for f in through._meta.fields if getattr(f, "related_model", None) is Message
                 )
-                through._base_manager.filter(**{f"{field.name}__in": ids}).delete()
+                id_in(through._base_manager.all(), field.column, ids).delete()
                 continue
-            rows = model._base_manager.filter(**{f"{relation.field.name}__in": ids})
+            rows = id_in(model._base_manager.all(), relation.field.column, ids)
             if relation.on_delete is models.CASCADE:
                 deleted, _ = rows.delete()
                 counts[model._meta.label] += deleted
@@ -65,21 +76,15 @@ def delete_messages(company_id: int, message_ids: Sequence[int]) -> Counter:
                 rows.update(**{relation.field.name: None})
             elif relation.on_delete is models.PROTECT:
                 raise models.ProtectedError(f"{model._meta.label} protects messages", rows)
-        public_ids = Message._base_manager.filter(pk__in=ids).values("public_id")
+        public_ids = id_in(Message._base_manager.all(), "id", ids).values("public_id")
         # The simulator plays a provider's database; it keeps the address too.
         counts[SimulatedSend._meta.label] += SimulatedSend.objects.filter(
             company_id=company_id, public_id__in=public_ids
         ).delete()[0]
-        placeholders = ", ".join(["%s"] * len(ids))
-        with connection.cursor() as cursor:
-            # The ORM's delete() would load every message (bodies included) to collect
-            # relations already handled above; one statement by primary key instead.
-            cursor.execute(
-                f"DELETE FROM {Message._meta.db_table} "  # noqa: S608 - table name, ids bound
-                f"WHERE company_id = %s AND id IN ({placeholders})",
-                [company_id, *ids],
-            )
-            counts[Message._meta.label] += cursor.rowcount
+        # The ORM's delete() would load every message (bodies included) to collect the
+        # relations already handled above; one statement by primary key instead.
+        doomed = id_in(Message._base_manager.filter(company_id=company_id), "id", ids)
+        counts[Message._meta.label] += doomed._raw_delete(doomed.db)
     return counts
 
 
