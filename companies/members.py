@@ -48,7 +48,10 @@ def invite(company: Company, email: str, role: str, *, request=None, actor=None)
     User = get_user_model()
     with transaction.atomic(), scopes_disabled():
         locked = _locked(company)
-        user = User.objects.filter(email__iexact=email).order_by("id").first()
+        user = (
+            User.objects.filter(email__iexact=email).order_by("id").first()
+            or User.objects.filter(username__iexact=email[:150]).first()
+        )
         created = user is None
         if created:
             user = User(username=email[:150], email=email)
