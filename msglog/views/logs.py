@@ -14,6 +14,7 @@ from django.db.models.functions import TruncDate
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect
 from django.utils import timezone
+from django.utils.functional import cached_property
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import View
 from django_filters.views import FilterView
@@ -83,6 +84,7 @@ class LogsView(CompanyViewMixin, SingleTableMixin, FilterView):
 
     # --- Columns -------------------------------------------------------------------------
 
+    @cached_property
     def visible_columns(self) -> list[str] | None:
         """The columns in the URL (a shared link), else the user's saved choice."""
         if "cols" in self.request.GET:
@@ -91,14 +93,14 @@ class LogsView(CompanyViewMixin, SingleTableMixin, FilterView):
 
     def get_table_kwargs(self):
         return {
-            "hidden": hidden_columns(self.visible_columns()),
+            "hidden": hidden_columns(self.visible_columns),
             "show_company": self.request.all_companies,
         }
 
     # --- Sorting and paging ----------------------------------------------------------------
 
     def get_table(self, **kwargs):
-        table = self.get_table_class()(data=self.get_table_data(), **self.get_table_kwargs())
+        table = self.get_table_class()(data=self.get_table_data(), **kwargs)
         sort = self.request.GET.get("sort", "")
         if sort.removeprefix("-") in {c.name for c in table.columns if c.orderable}:
             table.order_by = sort  # anything else keeps the default, newest first
@@ -136,7 +138,7 @@ class LogsView(CompanyViewMixin, SingleTableMixin, FilterView):
         filterset: MessageFilter = context["filter"]
         count, more = capped_count(self.object_list)
         cards, days, series = self.stats(filterset) if self.show_stats else (None, [], {})
-        visible = set(OPTIONAL_COLUMNS) - hidden_columns(self.visible_columns())
+        visible = set(OPTIONAL_COLUMNS) - hidden_columns(self.visible_columns)
         context.update(
             tabs=self.tabs(filterset.current_tab),
             match_count=count,
@@ -184,7 +186,7 @@ class LogsView(CompanyViewMixin, SingleTableMixin, FilterView):
         if not filterset.is_valid():
             return rollups.summarize([], today)[0], [], {}
         if filterset.rollups_can_answer():
-            rows = self.rollup_rows(filterset, start, end)
+            rows = rollups.fetch_rows(self.rollup_rows(filterset, start, end))
         else:
             rows = (
                 filterset.qs.order_by()
