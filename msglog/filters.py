@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import django_filters
 from django import forms
+from django.core.validators import MinValueValidator
 from django.db.models import Q, QuerySet
 from django.forms.models import ModelChoiceIterator
 from django.http import QueryDict
@@ -181,6 +182,8 @@ class MessageFilter(django_filters.FilterSet):
         all_companies: bool = False,
         today: date | None = None,
         default_period: str = DEFAULT_PERIOD,
+        earliest_day: date | None = None,
+        earliest_reason: str = "",
         **kwargs,
     ):
         # Always bound, with the defaults filled in: an empty query string is a valid view.
@@ -192,6 +195,8 @@ class MessageFilter(django_filters.FilterSet):
         self.default_period = default_period
         super().__init__(data, *args, **kwargs)
         self.today = today or timezone.now().date()
+        if earliest_day is not None:
+            self.limit_to_retention(earliest_day, earliest_reason)
         templates = MessageTemplate.objects.all()
         batches = Batch.objects.all()
         if company is not None:
@@ -203,6 +208,16 @@ class MessageFilter(django_filters.FilterSet):
             self.filters["company"].queryset = Company.objects.all()
         else:
             del self.filters["company"]
+
+    def limit_to_retention(self, earliest: date, reason: str) -> None:
+        """Dates before the company's retention period are refused, with the reason."""
+        for name in ("date_from", "date_to"):
+            self.filters[name].extra["validators"] = [
+                MinValueValidator(earliest, message=reason or "Older messages are deleted.")
+            ]
+            self.filters[name].extra["widget"] = FastDateInput(
+                attrs={"type": "date", "min": earliest.isoformat()}
+            )
 
     def get_form_class(self):
         form_class = super().get_form_class()

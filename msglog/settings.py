@@ -10,6 +10,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("MSGLOG_VAR_DIR", BASE_DIR / "var"))
@@ -231,6 +232,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "msglog.tasks.requeue_stale_messages",
         "schedule": max(2.0, QUEUED_TIMEOUT_SECONDS / 5),
     },
+}
+# Retention (issue 8): every night, each company's log loses what is past its period.
+CELERY_BEAT_SCHEDULE["purge-expired-messages"] = {
+    "task": "msglog.tasks.purge_expired_messages",
+    "schedule": crontab(hour=3, minute=17),
 }
 if env_bool("DEMO_TRAFFIC"):
     # Embedded demo: a few messages every few seconds, so a newcomer sees traffic move.

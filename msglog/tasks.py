@@ -162,3 +162,31 @@ def send_demo_traffic() -> int:
     from .demo import send_demo_traffic as send_some
 
     return send_some()
+
+
+# --- Retention (issue 8) ---------------------------------------------------------------------
+
+
+@shared_task(name="msglog.tasks.purge_expired_messages", queue="maintenance")
+def purge_expired_messages() -> int:
+    """Nightly, from beat: one purge task per company, so workers share the work."""
+    from companies.models import Company
+
+    company_ids = list(Company.objects.values_list("pk", flat=True))
+    for company_id in company_ids:
+        purge_company_messages.delay(company_id)
+    return len(company_ids)
+
+
+@shared_task(name="msglog.tasks.purge_company_messages", queue="maintenance")
+def purge_company_messages(company_id: int) -> dict[str, int]:
+    """Delete one company's messages, events and files older than its retention period."""
+    from companies.models import Company
+
+    from . import retention
+
+    company = Company.objects.filter(pk=company_id).first()
+    if company is None:
+        return {}
+    with company_scope(company_id):
+        return dict(retention.purge_company(company))

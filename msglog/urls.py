@@ -2,11 +2,13 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from companies import settings_views
+from companies.audit_views import AuditLogView
 from companies.contact_views import ContactDetailView
 from companies.views import switch_company
 from templates_app.views import TemplateDetailView
 
-from .views import base, compose, failed, logs, messages
+from .views import base, compose, erasure, failed, logs, messages
 
 urlpatterns = [
     path("", base.home, name="home"),
@@ -26,4 +28,35 @@ urlpatterns = [
     path("templates/<int:template_id>/", TemplateDetailView.as_view(), name="template-detail"),
     path("contacts/<int:contact_id>/", ContactDetailView.as_view(), name="contact-detail"),
     path("admin/", admin.site.urls),
+]
+
+# --- Company administration and the data lifecycle (issue 8) -------------------------------
+urlpatterns += [
+    path("settings/", settings_views.SettingsView.as_view(), name="settings"),
+    path("settings/credits/", settings_views.CreditsView.as_view(), name="settings-credits"),
+    path("settings/members/", settings_views.MembersView.as_view(), name="settings-members"),
+    path(
+        "settings/members/<int:membership_id>/role/",
+        settings_views.MemberChangeView.as_view(action="role"),
+        name="settings-member-role",
+    ),
+    path(
+        "settings/members/<int:membership_id>/remove/",
+        settings_views.MemberChangeView.as_view(action="remove"),
+        name="settings-member-remove",
+    ),
+    path("settings/erasure/", erasure.ErasureView.as_view(), name="settings-erasure"),
+    path(
+        "contacts/<int:contact_id>/erase/",
+        erasure.ContactErasureView.as_view(),
+        name="contact-erase",
+    ),
+    path("settings/audit/", AuditLogView.as_view(), name="settings-audit"),
+    path(
+        "invitation/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(
+            template_name="registration/invitation.html", success_url="/login/"
+        ),
+        name="invitation",
+    ),
 ]

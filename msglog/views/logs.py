@@ -23,7 +23,7 @@ from django_tables2.paginators import LazyPaginator
 
 from companies.tenancy import for_company
 
-from .. import rollups
+from .. import retention, rollups
 from ..filters import DEFAULT_PERIOD, TABS, MessageFilter
 from ..models import ColumnPreference, Message
 from ..pagination import COUNT_CAP, KeysetPaginator, capped_count
@@ -75,6 +75,11 @@ class LogsView(CompanyViewMixin, SingleTableMixin, FilterView):
         kwargs["all_companies"] = self.request.all_companies
         kwargs["today"] = timezone.now().date()
         kwargs["default_period"] = self.default_period
+        if self.request.company is not None:
+            kwargs["earliest_day"] = retention.earliest_day(self.request.company, kwargs["today"])
+            kwargs["earliest_reason"] = retention.why_not_before(
+                self.request.company, kwargs["today"]
+            )
         return kwargs
 
     # --- Columns -------------------------------------------------------------------------
