@@ -130,6 +130,7 @@ def refresh_messages(message_ids: Iterable[int]) -> dict[int, dict]:
             facts[event.message_id].append(fact_of(event))
         changed_messages = []
         deltas: dict[rollups.Bucket, list[int]] = {}
+        batch_deltas: dict[int, dict[str, int]] = {}
         for message in locked:
             derived = derive(facts[message.pk], initial=message.status).as_fields()
             changed = {k: v for k, v in derived.items() if getattr(message, k) != v}
@@ -137,6 +138,7 @@ def refresh_messages(message_ids: Iterable[int]) -> dict[int, dict]:
                 continue
             if "status" in changed:
                 rollups.add_move(deltas, message, changed["status"])
+                rollups.add_batch_move(batch_deltas, message, changed["status"])
             for field, value in changed.items():
                 setattr(message, field, value)
             message.updated_at = now
@@ -147,6 +149,7 @@ def refresh_messages(message_ids: Iterable[int]) -> dict[int, dict]:
                 changed_messages, [*DERIVED_FIELDS, "updated_at"], batch_size=500
             )
             rollups.apply_deltas({k: tuple(v) for k, v in deltas.items()})
+            rollups.apply_batch_deltas(batch_deltas)
     return changes
 
 

@@ -162,3 +162,34 @@ def send_demo_traffic() -> int:
     from .demo import send_demo_traffic as send_some
 
     return send_some()
+
+
+# --- Provider reports (msglog/webhooks) ----------------------------------------------------
+
+#: While this cache key lives, an application task is already on its way: a burst of
+#: webhooks publishes one task per second, not one per request.
+REPORTS_SCHEDULED_KEY = "msglog:reports:apply-scheduled"
+
+
+def schedule_report_application() -> None:
+    """Have a worker apply stored reports soon (called by the webhook views)."""
+    from django.core.cache import cache
+
+    if cache.add(REPORTS_SCHEDULED_KEY, 1, timeout=1):
+        enqueue_on_commit(apply_provider_reports)
+
+
+@shared_task(name="msglog.tasks.apply_provider_reports", queue="events")
+def apply_provider_reports() -> dict[str, int]:
+    """Apply every pending provider report, in batches (beat runs it too, as a safety net)."""
+    from .webhooks import reports
+
+    return reports.apply_all()
+
+
+@shared_task(name="msglog.tasks.prune_provider_reports", queue="maintenance")
+def prune_provider_reports() -> int:
+    from .webhooks import reports
+
+    with scopes_disabled():
+        return reports.prune()

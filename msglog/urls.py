@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from companies.contact_views import ContactDetailView
 from companies.views import switch_company
@@ -27,3 +27,6 @@ urlpatterns = [
     path("contacts/<int:contact_id>/", ContactDetailView.as_view(), name="contact-detail"),
     path("admin/", admin.site.urls),
 ]
+
+# Provider webhooks and tracking (msglog/webhooks).
+urlpatterns += [path("webhooks/", include("msglog.webhooks.urls"))]
