@@ -166,17 +166,10 @@ def send_demo_traffic() -> int:
 
 # --- Provider reports (msglog/webhooks) ----------------------------------------------------
 
-#: While this cache key lives, an application task is already on its way: a burst of
-#: webhooks publishes one task per second, not one per request.
-REPORTS_SCHEDULED_KEY = "msglog:reports:apply-scheduled"
 
-
-def schedule_report_application() -> None:
-    """Have a worker apply stored reports soon (called by the webhook views)."""
-    from django.core.cache import cache
-
-    if cache.add(REPORTS_SCHEDULED_KEY, 1, timeout=1):
-        enqueue_on_commit(apply_provider_reports)
+def enqueue_report_application() -> None:
+    """Publish the task that applies stored provider reports (webhooks/reports.py)."""
+    enqueue_on_commit(apply_provider_reports)
 
 
 @shared_task(name="msglog.tasks.apply_provider_reports", queue="events")
@@ -184,7 +177,7 @@ def apply_provider_reports() -> dict[str, int]:
     """Apply every pending provider report, in batches (beat runs it too, as a safety net)."""
     from .webhooks import reports
 
-    return reports.apply_all()
+    return reports.apply_all(linger=reports.LINGER)
 
 
 @shared_task(name="msglog.tasks.prune_provider_reports", queue="maintenance")

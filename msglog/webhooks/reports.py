@@ -21,12 +21,14 @@ keyword) are kept as ``ignored`` with the reason.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.core.cache import cache
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django_scopes import scopes_disabled
@@ -107,16 +109,71 @@ class Incoming:
 
 def store(incoming: Sequence[Incoming]) -> None:
     """Store reports durably (each once: one already stored is skipped) and have a worker
-    apply them. Runs in the web process: one INSERT, no lock on any message."""
+    apply them. Runs in the web process: one INSERT, in one round trip when the caller is
+    in autocommit, and no lock on any message."""
     if not incoming:
         return
     now = timezone.now()
     rows = [item.as_report(now) for item in incoming]
-    InboundReport.objects.bulk_create(rows, ignore_conflicts=True)
+    _insert(rows)
     if any(row.state == InboundReport.State.PENDING for row in rows):
-        from ..tasks import schedule_report_application
+        request_application()
 
-        schedule_report_application()
+
+REPORT_COLUMNS = (
+    "source", "kind", "state", "reason", "provider_message_id", "public_id", "address",
+    "status", "event", "occurred_at", "received_at", "error_code", "error_message",
+    "provider_event_id", "dedupe_key", "payload",
+)  # fmt: skip
+
+
+def _insert(rows: list[InboundReport]) -> None:
+    """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING, without the transaction and
+    savepoint round trips bulk_create adds: the webhook's answer waits for this."""
+    ops = connection.ops
+    fields = {name: InboundReport._meta.get_field(name) for name in REPORT_COLUMNS}
+    params: list = []
+    for row in rows:
+        for name, model_field in fields.items():
+            params.append(model_field.get_db_prep_save(getattr(row, name), connection))
+    columns = ", ".join(ops.quote_name(name) for name in REPORT_COLUMNS)
+    one = "(" + ", ".join(["%s"] * len(REPORT_COLUMNS)) + ")"
+    table = ops.quote_name(InboundReport._meta.db_table)
+    sql = (
+        f"INSERT INTO {table} ({columns}) VALUES {', '.join([one] * len(rows))} "  # noqa: S608
+        "ON CONFLICT (dedupe_key) DO NOTHING"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+#: While this cache key lives, an application task is on its way or running: a burst of
+#: webhooks publishes a task when none is, not one per request.
+SCHEDULED_KEY = "msglog:reports:application-scheduled"
+
+
+#: A web process asks at most this often (seconds); the task lingers longer than this
+#: after the last report it saw, so a report stored in between is still applied by it.
+ASK_EVERY = 0.2
+LINGER = 1.0
+_last_asked = 0.0
+
+
+def request_application() -> None:
+    """Have a worker apply stored reports soon (the webhook views call this after storing).
+
+    The running task lingers LINGER seconds after the last pending report it saw, then
+    releases the key and drains once more: a report stored meanwhile is never left
+    waiting (and beat runs the task every few seconds anyway, should a task be lost)."""
+    global _last_asked
+    now = time.monotonic()
+    if now - _last_asked < ASK_EVERY:
+        return
+    _last_asked = now
+    if cache.add(SCHEDULED_KEY, 1, timeout=30):
+        from ..tasks import enqueue_report_application
+
+        enqueue_report_application()
 
 
 # --- Applying ------------------------------------------------------------------------------
@@ -135,15 +192,32 @@ def apply_pending(limit: int = APPLY_BATCH) -> dict[str, int]:
         return apply(reports)
 
 
-def apply_all(limit: int = APPLY_BATCH) -> dict[str, int]:
-    """Adopt orphans whose message appeared, then apply batches until none is pending."""
+def apply_all(limit: int = APPLY_BATCH, linger: float = 0.0) -> dict[str, int]:
+    """Adopt orphans whose message appeared, then apply batches until none has been
+    pending for `linger` seconds (the task lingers: see request_application)."""
     totals: dict[str, int] = {}
     adopted = adopt_orphans()
     if adopted:
         totals["adopted"] = adopted
-    while counts := apply_pending(limit):
-        for outcome, n in counts.items():
-            totals[outcome] = totals.get(outcome, 0) + n
+
+    def drain() -> bool:
+        found = False
+        while counts := apply_pending(limit):
+            found = True
+            for outcome, n in counts.items():
+                totals[outcome] = totals.get(outcome, 0) + n
+        return found
+
+    quiet_since = time.monotonic()
+    while True:
+        if drain():
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= linger:
+            break
+        else:
+            time.sleep(0.05)
+    cache.delete(SCHEDULED_KEY)
+    drain()
     return totals
 
 
