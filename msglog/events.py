@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import rollups
+from .bulk_update import update_fields
 from .models import Message, StatusEvent
 from .statuses import DERIVED_FIELDS, EventFact, derive
 
@@ -145,9 +146,7 @@ def refresh_messages(message_ids: Iterable[int]) -> dict[int, dict]:
             changes[message.pk] = changed
             changed_messages.append(message)
         if changed_messages:
-            Message.objects.bulk_update(
-                changed_messages, [*DERIVED_FIELDS, "updated_at"], batch_size=500
-            )
+            update_fields(changed_messages, [*DERIVED_FIELDS, "updated_at"])
             rollups.apply_deltas({k: tuple(v) for k, v in deltas.items()})
             rollups.apply_batch_deltas(batch_deltas)
     return changes

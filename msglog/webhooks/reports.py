@@ -34,6 +34,7 @@ from django.utils import timezone
 from django_scopes import scopes_disabled
 
 from .. import events, suppressions
+from ..bulk_update import update_fields
 from ..kinds import Channel
 from ..models import InboundReport, Message, StatusEvent, Suppression
 from ..statuses import Status
@@ -253,7 +254,7 @@ def apply(reports: list[InboundReport]) -> dict[str, int]:
             apply_inbound(report, now)
 
     fields = ["state", "reason", "company_id", "message_id", "applied_at", "address"]
-    InboundReport.objects.bulk_update(reports, fields, batch_size=1000)
+    update_fields(reports, fields)
     counts: dict[str, int] = {}
     for report in reports:
         counts[report.state] = counts.get(report.state, 0) + 1
