@@ -203,6 +203,23 @@ def _post_all(port: int, callbacks: list[tuple[bytes, str]]) -> tuple[list[float
     return [x for part in latencies for x in part], failures[0], time.perf_counter() - started
 
 
+def _cpu_seconds(group: int) -> float:
+    """User + system CPU seconds of every live process in a process group (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:  # pgrp
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 def _pending() -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT COUNT(*) FROM msglog_inboundreport WHERE state = 'pending'")
@@ -246,11 +263,17 @@ def bench_webhooks() -> dict:
     )  # fmt: skip
     try:
         _wait_port(port, web)
+        web_cpu, worker_cpu = _cpu_seconds(web.pid), _cpu_seconds(worker.pid)
+        client_cpu = time.process_time()
         started = time.perf_counter()
         latencies, failures, sending_seconds = _post_all(port, callbacks)
+        client_cpu = time.process_time() - client_cpu
+        web_cpu = _cpu_seconds(web.pid) - web_cpu
         while _pending() and worker.poll() is None:
             time.sleep(0.1)
         applied_seconds = time.perf_counter() - started
+        worker_cpu = _cpu_seconds(worker.pid) - worker_cpu
+        load = os.getloadavg()
     finally:
         _stop(web)
         _stop(worker)
@@ -280,6 +303,13 @@ def bench_webhooks() -> dict:
             "max": round(latencies[-1], 1),
         },
         "last_applied_after_seconds": round(applied_seconds, 1),
+        # CPU spent per callback, whatever else the machine runs: what 1,000/s needs.
+        "cpu_ms_per_callback": {
+            "gunicorn": round(web_cpu * 1000 / total, 2),
+            "celery_worker": round(worker_cpu * 1000 / total, 2),
+            "client": round(client_cpu * 1000 / total, 2),
+        },
+        "load_average_1_5_15": [round(x, 1) for x in load],
         "statuses": statuses,
         "batch_delivered": batch.delivered_count,
         "public_base_url": PUBLIC_BASE_URL,

@@ -237,6 +237,7 @@ CELERY_BEAT_SCHEDULE = {
 CELERY_BEAT_SCHEDULE["apply-provider-reports"] = {
     "task": "msglog.tasks.apply_provider_reports",
     "schedule": 5.0,
+    "kwargs": {"linger": 0.0},
 }
 CELERY_BEAT_SCHEDULE["prune-provider-reports"] = {
     "task": "msglog.tasks.prune_provider_reports",

@@ -173,11 +173,12 @@ def enqueue_report_application() -> None:
 
 
 @shared_task(name="msglog.tasks.apply_provider_reports", queue="events")
-def apply_provider_reports() -> dict[str, int]:
-    """Apply every pending provider report, in batches (beat runs it too, as a safety net)."""
+def apply_provider_reports(linger: float | None = None) -> dict[str, int]:
+    """Apply every pending provider report, in batches (beat runs it too, as a safety net,
+    without lingering)."""
     from .webhooks import reports
 
-    return reports.apply_all(linger=reports.LINGER)
+    return reports.apply_all(linger=reports.LINGER if linger is None else linger)
 
 
 @shared_task(name="msglog.tasks.prune_provider_reports", queue="maintenance")

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from msglog import rollups
 from msglog.models import Batch, DailyRollup, InboundReport, Message, StatusEvent
 from msglog.statuses import DERIVED_FIELDS
+from msglog.tasks import apply_provider_reports
 from msglog.webhooks import reports
 from msglog.webhooks.anymail import tracking_report
 from msglog.webhooks.twilio import status_report
@@ -279,3 +280,13 @@ def test_applied_reports_are_pruned_after_a_week_and_erasure_deletes_by_address(
     reports.store([sms_report(message, "delivered", 2)])
     assert reports.erase_address(message.to_address) == 1
     assert InboundReport.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_the_worker_task_applies_what_the_webhooks_stored(acme):
+    (message,) = world(acme, 1, 0)
+    reports.store([sms_report(message, "delivered", 1), sms_report(message, "sent", 0)])
+    assert apply_provider_reports(linger=0.0) == {"applied": 2}
+    with scopes_disabled():
+        message.refresh_from_db()
+    assert (message.status, message.sent_at) == ("delivered", T0)
