@@ -113,7 +113,8 @@ def store_event(message: Message, event: StatusEvent) -> bool:
 def refresh_messages(message_ids: Iterable[int]) -> dict[int, dict]:
     """Recompute messages' status fields from their events, under row locks.
 
-    Returns what changed, by message id. Rollups move with each status change.
+    Returns what changed, by message id. Rollups and batch counters move with each
+    status change (rollups.add_move, rollups.add_batch_move).
     """
     ids = sorted(set(message_ids))
     if not ids:
