@@ -24,6 +24,7 @@ from companies.models import Company, Membership
 from companies.roles import Role
 
 from .bench_retention import bench_retention
+from .bench_webhooks import bench_webhooks
 from .models import DailyRollup, Message
 from .pagination import encode_cursor
 
@@ -200,4 +201,5 @@ BENCHMARKS: dict[str, Callable[[], dict]] = {
     "logs": bench_logs,
     "stats": bench_stats,
     "retention": bench_retention,
+    "webhooks": bench_webhooks,
 }

@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import rollups
+from .bulk_update import update_fields
 from .models import Message, StatusEvent
 from .statuses import DERIVED_FIELDS, EventFact, derive
 
@@ -112,7 +113,8 @@ def store_event(message: Message, event: StatusEvent) -> bool:
 def refresh_messages(message_ids: Iterable[int]) -> dict[int, dict]:
     """Recompute messages' status fields from their events, under row locks.
 
-    Returns what changed, by message id. Rollups move with each status change.
+    Returns what changed, by message id. Rollups and batch counters move with each
+    status change (rollups.add_move, rollups.add_batch_move).
     """
     ids = sorted(set(message_ids))
     if not ids:
@@ -130,6 +132,7 @@ def refresh_messages(message_ids: Iterable[int]) -> dict[int, dict]:
             facts[event.message_id].append(fact_of(event))
         changed_messages = []
         deltas: dict[rollups.Bucket, list[int]] = {}
+        batch_deltas: dict[int, dict[str, int]] = {}
         for message in locked:
             derived = derive(facts[message.pk], initial=message.status).as_fields()
             changed = {k: v for k, v in derived.items() if getattr(message, k) != v}
@@ -137,16 +140,16 @@ def refresh_messages(message_ids: Iterable[int]) -> dict[int, dict]:
                 continue
             if "status" in changed:
                 rollups.add_move(deltas, message, changed["status"])
+                rollups.add_batch_move(batch_deltas, message, changed["status"])
             for field, value in changed.items():
                 setattr(message, field, value)
             message.updated_at = now
             changes[message.pk] = changed
             changed_messages.append(message)
         if changed_messages:
-            Message.objects.bulk_update(
-                changed_messages, [*DERIVED_FIELDS, "updated_at"], batch_size=500
-            )
+            update_fields(changed_messages, [*DERIVED_FIELDS, "updated_at"])
             rollups.apply_deltas({k: tuple(v) for k, v in deltas.items()})
+            rollups.apply_batch_deltas(batch_deltas)
     return changes
 
 

@@ -224,6 +224,7 @@ class StatusEvent(models.Model):
         ANYMAIL = "anymail", "Email provider"
         POLL = "poll", "Provider poll"
         USER = "user", "User action"
+        TRACKING = "tracking", "Open/click tracking"
 
     company = models.ForeignKey(
         "companies.Company", on_delete=models.CASCADE, related_name="+", db_index=False
@@ -365,3 +366,66 @@ class SimulatedSend(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider_message_id} to {self.to_address}"
+
+
+# --- Provider reports as received (msglog/webhooks) ---------------------------------------
+
+
+class InboundReport(models.Model):
+    """One report from outside (a provider's webhook, an inbound SMS, our own open or
+    click tracking), stored durably the moment it is authenticated and applied to its
+    message later, in batches, by a worker (msglog/webhooks/reports.py).
+
+    Not company data yet when it arrives: the company is known only once the report is
+    matched to a message, so this is platform data like SimulatedSend, keyed by what the
+    provider knows (its message id, the recipient address) and indexed on both, so
+    erasure and retention can delete by address. `dedupe_key` is the report's content
+    key, so a provider's re-delivery of the same report is stored once.
+    """
+
+    class Kind(models.TextChoices):
+        STATUS = "status", "Status report"
+        INBOUND = "inbound", "Inbound SMS"
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Waiting for a worker"
+        APPLIED = "applied", "Applied to its message"
+        ORPHAN = "orphan", "No such message (yet)"
+        IGNORED = "ignored", "Nothing to apply"
+
+    source = models.CharField(max_length=20)  # a StatusEvent.Source value
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.STATUS)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    reason = models.CharField(max_length=300, blank=True)
+    provider_message_id = models.CharField(max_length=100, blank=True)
+    public_id = models.CharField(max_length=24, blank=True)  # ours, when the report names it
+    address = models.CharField(max_length=254, blank=True)  # the recipient (inbound: sender)
+    status = models.CharField(max_length=24, blank=True)  # a Status value, or ""
+    event = models.CharField(max_length=40, blank=True)  # the provider's own word
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(default=timezone.now)
+    error_code = models.CharField(max_length=40, blank=True)
+    error_message = models.TextField(blank=True)
+    provider_event_id = models.CharField(max_length=100, blank=True)
+    dedupe_key = models.CharField(max_length=64, unique=True)
+    payload = models.JSONField(default=dict, blank=True)
+    company_id = models.BigIntegerField(null=True, blank=True)  # once matched
+    message_id = models.BigIntegerField(null=True, blank=True)  # once matched
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["id"], name="report_pending", condition=models.Q(state="pending")),
+            models.Index(
+                fields=["provider_message_id"],
+                name="report_orphan",
+                condition=models.Q(state="orphan"),
+            ),
+            models.Index(fields=["provider_message_id"], name="report_provider_id"),
+            models.Index(fields=["address"], name="report_address"),
+            models.Index(fields=["received_at"], name="report_received"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.event or self.status} for {self.provider_message_id}"

@@ -48,6 +48,7 @@ from .providers.base import (
 )
 from .segments import count_segments
 from .statuses import NEVER_SENT, Status
+from .webhooks.tracking import html_for_sending
 
 log = logging.getLogger(__name__)
 
@@ -410,7 +411,7 @@ def outgoing_for(message: Message, attempt: int) -> Outgoing:
         sender=company.sms_sender if message.channel == Channel.SMS else company.email_sender,
         subject=message.subject,
         text=message.body_text,
-        html=message.body_html,
+        html=html_for_sending(message),
         status_callback_url=callback,
         metadata={"attempt": attempt},
     )

@@ -238,6 +238,17 @@ CELERY_BEAT_SCHEDULE["purge-expired-messages"] = {
     "task": "msglog.tasks.purge_expired_messages",
     "schedule": crontab(hour=3, minute=17),
 }
+# Provider reports (msglog/webhooks): applied by workers soon after they arrive; beat
+# applies any a lost task left behind, and prunes old applied ones.
+CELERY_BEAT_SCHEDULE["apply-provider-reports"] = {
+    "task": "msglog.tasks.apply_provider_reports",
+    "schedule": 5.0,
+    "kwargs": {"linger": 0.0},
+}
+CELERY_BEAT_SCHEDULE["prune-provider-reports"] = {
+    "task": "msglog.tasks.prune_provider_reports",
+    "schedule": 3600.0,
+}
 if env_bool("DEMO_TRAFFIC"):
     # Embedded demo: a few messages every few seconds, so a newcomer sees traffic move.
     CELERY_BEAT_SCHEDULE["demo-traffic"] = {
@@ -268,6 +279,16 @@ ANYMAIL = {
     for key, value in os.environ.items()
     if key.startswith("ANYMAIL_")
 }
+# Anymail's WEBHOOK_SECRET may list several "user:password" pairs, comma-separated, so a
+# secret can be rotated without losing webhooks (add the new one, update the ESP, drop
+# the old one).
+if "," in ANYMAIL.get("WEBHOOK_SECRET", ""):
+    ANYMAIL["WEBHOOK_SECRET"] = [s.strip() for s in ANYMAIL["WEBHOOK_SECRET"].split(",")]
+# Soft bounces of one address on this many messages within this many days suppress it.
+SOFT_BOUNCE_LIMIT = int(os.environ.get("SOFT_BOUNCE_LIMIT", "3"))
+SOFT_BOUNCE_WINDOW_DAYS = int(os.environ.get("SOFT_BOUNCE_WINDOW_DAYS", "7"))
+# Largest webhook body accepted (bytes); anything bigger answers 413 unread.
+WEBHOOK_MAX_BYTES = int(os.environ.get("WEBHOOK_MAX_BYTES", str(1024 * 1024)))
 
 LOGGING = {
     "version": 1,

@@ -190,3 +190,28 @@ def purge_company_messages(company_id: int) -> dict[str, int]:
         return {}
     with company_scope(company_id):
         return dict(retention.purge_company(company))
+
+
+# --- Provider reports (msglog/webhooks) ----------------------------------------------------
+
+
+def enqueue_report_application() -> None:
+    """Publish the task that applies stored provider reports (webhooks/reports.py)."""
+    enqueue_on_commit(apply_provider_reports)
+
+
+@shared_task(name="msglog.tasks.apply_provider_reports", queue="events")
+def apply_provider_reports(linger: float | None = None) -> dict[str, int]:
+    """Apply every pending provider report, in batches (beat runs it too, as a safety net,
+    without lingering)."""
+    from .webhooks import reports
+
+    return reports.apply_all(linger=reports.LINGER if linger is None else linger)
+
+
+@shared_task(name="msglog.tasks.prune_provider_reports", queue="maintenance")
+def prune_provider_reports() -> int:
+    from .webhooks import reports
+
+    with scopes_disabled():
+        return reports.prune()

@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from companies import settings_views
 from companies.audit_views import AuditLogView
@@ -60,3 +60,6 @@ urlpatterns += [
         name="invitation",
     ),
 ]
+
+# Provider webhooks and tracking (msglog/webhooks).
+urlpatterns += [path("webhooks/", include("msglog.webhooks.urls"))]
