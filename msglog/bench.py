@@ -23,6 +23,7 @@ from django_scopes import scope, scopes_disabled
 from companies.models import Company, Membership
 from companies.roles import Role
 
+from . import bench_sending
 from .models import DailyRollup, Message
 from .pagination import encode_cursor
 
@@ -198,4 +199,6 @@ def total_messages() -> int:
 BENCHMARKS: dict[str, Callable[[], dict]] = {
     "logs": bench_logs,
     "stats": bench_stats,
+    "enqueue": bench_sending.bench_enqueue,
+    "throughput": bench_sending.bench_throughput,
 }

@@ -26,9 +26,21 @@ def enqueue_on_commit(task, *args, **options) -> None:
 
 
 def enqueue_sends(company_id: int, channel: str, message_ids: list[int]) -> None:
+    """Publish the chunk tasks of these messages once committed, over one connection."""
     task = send_sms_chunk if channel == Channel.SMS else send_email_chunk
-    for start in range(0, len(message_ids), sending.TASK_CHUNK):
-        enqueue_on_commit(task, company_id, message_ids[start : start + sending.TASK_CHUNK])
+    chunks = [
+        message_ids[start : start + sending.TASK_CHUNK]
+        for start in range(0, len(message_ids), sending.TASK_CHUNK)
+    ]
+
+    def publish() -> None:
+        with task.app.producer_or_acquire() as producer:
+            for chunk in chunks:
+                # A short argsrepr: Celery would otherwise repr 500 ids into every header.
+                argsrepr = f"({company_id}, [{chunk[0]}..{chunk[-1]}: {len(chunk)} ids])"
+                task.apply_async(args=(company_id, chunk), producer=producer, argsrepr=argsrepr)
+
+    transaction.on_commit(publish)
 
 
 def enqueue_retry(

@@ -13,12 +13,12 @@ from django.utils import timezone
 from django_scopes import scope, scopes_disabled
 
 from companies.models import Company, CreditLedgerEntry
-from msglog import sending
-from msglog.models import Message, SimulatedSend, StatusEvent, Suppression
+from msglog import rollups, sending
+from msglog.models import DailyRollup, Message, SimulatedSend, StatusEvent, Suppression
 from msglog.providers.simulator import SimulatorProvider
 from msglog.sending import Content, Recipient
 from msglog.statuses import EventFact, derive
-from tests.factories import ContactFactory, SuppressionFactory
+from tests.factories import BatchFactory, ContactFactory, SuppressionFactory
 
 
 def sms(company, to: str, text: str = "Your appointment is tomorrow at 10:00.", **kwargs):
@@ -363,3 +363,69 @@ def test_a_message_that_never_gets_a_report_is_settled_by_polling(funded):
         message.refresh_from_db()
         sources = set(message.events.values_list("source", flat=True))
     assert message.status == "delivered" and "poll" in sources
+
+
+@pytest.mark.django_db
+def test_a_big_send_records_each_message_as_a_single_send_would(funded, django_user_model):
+    """250 recipients go through COPY on PostgreSQL; every row must read as if sent alone."""
+    assert len(range(250)) >= sending.COPY_FROM
+    user = django_user_model.objects.create(username="bulk.sender")
+    batch = BatchFactory(company=funded, channel="sms")
+    SuppressionFactory(company=funded, channel="sms", address="+14155550009")
+    opted_out = ContactFactory(company=funded, phone="+14155550010", sms_opted_out=True)
+    people = []
+    for i in range(250):
+        if i == 10:
+            people.append(Recipient(contact=opted_out, name="Opted Out"))
+        else:
+            number = "12" if i == 7 else f"+1415555{i:04d}"
+            people.append(Recipient(address=number, name=f"Pat {i}", context={"n": i}))
+    with scope(company=funded.pk):
+        messages = sending.send_many(
+            funded,
+            channel="sms",
+            recipients=people,
+            category="transactional",
+            message_type="reminder",
+            content=Content(text="Hi {{ first_name }}, slot {{ n }}."),
+            batch=batch,
+            created_by=user,
+            metadata={"source": "import"},
+        )
+    with scopes_disabled():
+        stored = {m.pk: m for m in Message.objects.filter(company=funded)}
+        assert len(stored) == len(messages) == 250
+        for message in messages:  # what send_many returned is what was stored
+            row = stored[message.pk]
+            for field in Message._meta.concrete_fields:
+                assert getattr(message, field.attname) == getattr(row, field.attname), field
+        by_status = {}
+        for message in stored.values():
+            by_status[message.status] = by_status.get(message.status, 0) + 1
+        # 20 credits: the first 20 sendable ones are queued, the rest are short of credits.
+        assert by_status == {
+            "queued": 20,
+            "invalid_recipient": 1,
+            "suppressed": 2,
+            "insufficient_credits": 227,
+        }
+        assert stored[messages[3].pk].body_text == "Hi Pat, slot 3."
+        assert stored[messages[3].pk].metadata == {"source": "import"}
+        assert stored[messages[10].pk].to_address == "+14155550010"
+        assert stored[messages[10].pk].status_reason == "The contact opted out of SMS."
+        assert {m.batch_id for m in stored.values()} == {batch.pk}
+        assert {m.created_by_id for m in stored.values()} == {user.pk}
+        # Two events for a refused message (queued, then why), one for a queued one.
+        assert StatusEvent.objects.filter(company=funded).count() == 20 + 2 * 230
+        assert all(stored_fields_match_events(m) for m in messages[:12])
+        batch.refresh_from_db()
+        assert (batch.total_count, batch.failed_count) == (250, 230)
+        counted = {
+            (r.status, r.messages, r.credits) for r in DailyRollup.objects.filter(company=funded)
+        }
+        rollups.rebuild([funded.pk])
+        rebuilt = {
+            (r.status, r.messages, r.credits) for r in DailyRollup.objects.filter(company=funded)
+        }
+        assert counted == rebuilt
+    assert ledger_matches_balance(funded) and funded.sms_credit_balance == 0
