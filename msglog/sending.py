@@ -37,7 +37,13 @@ from templates_app.models import MessageTemplateVersion
 from templates_app.rendering import compile_text, placeholders, render
 
 from . import rollups
-from .events import apply_report, dedupe_key, new_event, record_event, record_events
+from .events import (
+    apply_report,
+    dedupe_key,
+    new_event,
+    record_event,
+    refresh_messages,
+)
 from .kinds import Category, Channel
 from .models import Batch, Message, StatusEvent, Suppression, new_public_id
 from .providers import get_provider, provider_name
@@ -47,6 +53,7 @@ from .providers.base import (
     NotFound,
     Outgoing,
     PermanentError,
+    ProviderError,
     TransientError,
 )
 from .segments import count_segments
@@ -586,20 +593,11 @@ def outgoing_for(message: Message, attempt: int) -> Outgoing:
 
 def claim(message_id: int) -> Message | None:
     """Take a queued message for sending; None if another worker (or a stop) got there first."""
-    now = timezone.now()
-    won = Message.objects.filter(pk=message_id, status=Status.QUEUED).update(
-        status=Status.SENDING, attempts=F("attempts") + 1, updated_at=now
-    )
-    if not won:
+    company_id = Message.objects.filter(pk=message_id).values_list("company_id", flat=True).first()
+    if company_id is None:
         return None
-    message = Message.objects.select_related("company").get(pk=message_id)
-    record_event(
-        message,
-        Status.SENDING,
-        occurred_at=now,
-        key_parts=(message.public_id, "sending", message.attempts),
-    )
-    return message
+    won = claim_many(company_id, [message_id])
+    return won[0] if won else None
 
 
 def take_retry(message_id: int, attempt: int) -> Message | None:
@@ -636,25 +634,46 @@ def accept(message: Message, accepted: Accepted, source: str) -> None:
 
 
 def accept_many(handed_over: list[tuple[Message, Accepted, str]]) -> None:
-    """Record what the providers said when they took these messages, in one go."""
+    """Record what the providers said when they took these messages, in one go.
+
+    The usual case, a message in `sending` that its provider accepted, becomes `sent` with
+    one UPDATE ... FROM VALUES for all of them: exactly the fields `statuses.derive` gives
+    a message whose new highest event is that acceptance (status sent, no reason, sent_at
+    its time; the error fields stay as they were). Anything else (a report that got there
+    first, another answer than "sent") goes through `events.record_events`.
+    """
     if not handed_over:
         return
-    for message, accepted, _ in handed_over:
+    now = timezone.now()
+    events = []
+    for message, accepted, source in handed_over:
         message.provider_message_id = accepted.provider_message_id
-    Message.objects.bulk_update([m for m, _, _ in handed_over], ["provider_message_id"])
-    record_events(
-        [
+        events.append(
             new_event(
-                m,
-                a.status or Status.SENT,
+                message,
+                accepted.status or Status.SENT,
                 source=source,
                 event="accepted",
-                raw_payload=a.raw,
-                key_parts=(a.provider_message_id, "accepted"),
+                occurred_at=now,
+                raw_payload=accepted.raw,
+                key_parts=(accepted.provider_message_id, "accepted"),
             )
-            for m, a, source in handed_over
-        ]
-    )
+        )
+    with transaction.atomic():
+        moved = _mark_sent(handed_over, now) if connection.vendor == "postgresql" else set()
+        StatusEvent.objects.bulk_create(events, ignore_conflicts=True, batch_size=2000)
+        rest = [m for m, _, _ in handed_over if m.pk not in moved]
+        if rest:
+            Message.objects.bulk_update(rest, ["provider_message_id"])
+            refresh_messages(m.pk for m in rest)
+        deltas: dict[rollups.Bucket, list[int]] = {}
+        for message, _, _ in handed_over:
+            if message.pk in moved:
+                message.status = Status.SENDING
+                rollups.add_move(deltas, message, Status.SENT)
+                message.status, message.sent_at, message.status_reason = Status.SENT, now, ""
+                message.updated_at = now
+        rollups.apply_deltas({k: tuple(v) for k, v in deltas.items()})
     simulated = [m for m, _, _ in handed_over if m.provider == "simulator"]
     if simulated:
         from .tasks import schedule_simulated_reports
@@ -662,62 +681,117 @@ def accept_many(handed_over: list[tuple[Message, Accepted, str]]) -> None:
         schedule_simulated_reports(simulated)
 
 
+def _mark_sent(handed_over: list[tuple[Message, Accepted, str]], now: datetime) -> set[int]:
+    """Move the accepted messages still in `sending` to `sent`; returns their ids."""
+    plain = [(m, a) for m, a, _ in handed_over if (a.status or Status.SENT) == Status.SENT]
+    if not plain:
+        return set()
+    values = ", ".join(["(%s::bigint, %s::varchar)"] * len(plain))
+    params: list = [Status.SENT, now, now]
+    for message, accepted in plain:
+        params += [message.pk, accepted.provider_message_id]
+    params.append(Status.SENDING)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Message._meta.db_table} AS m SET status = %s, status_reason = '', "  # noqa: S608
+            "sent_at = %s, updated_at = %s, provider_message_id = v.pmid "
+            f"FROM (VALUES {values}) AS v(id, pmid) WHERE m.id = v.id AND m.status = %s "
+            "RETURNING m.id",
+            params,
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
 def claim_many(company_id: int, message_ids: Sequence[int]) -> list[Message]:
     """Claim the queued ones of these messages with one conditional update; returns those
-    this worker won (a message another worker or a stop took first is not among them)."""
+    this worker won (a message another worker or a stop took first is not among them).
+
+    queued -> sending is what `statuses.derive` gives a queued message whose new highest
+    event is `sending` (no reason), so the update sets it directly, and the events and
+    the rollup move are written in bulk.
+    """
     if not message_ids:
         return []
     now = timezone.now()
     placeholders = ", ".join(["%s"] * len(message_ids))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {Message._meta.db_table} SET status = %s, attempts = attempts + 1, "  # noqa: S608
-            f"updated_at = %s WHERE company_id = %s AND status = %s AND id IN ({placeholders}) "
-            "RETURNING id",
-            [Status.SENDING, now, company_id, Status.QUEUED, *message_ids],
-        )
-        won = [row[0] for row in cursor.fetchall()]
-    if not won:
-        return []
-    messages = list(Message.objects.select_related("company").filter(pk__in=won).order_by("pk"))
-    record_events(
-        [
-            new_event(
-                m, Status.SENDING, occurred_at=now, key_parts=(m.public_id, "sending", m.attempts)
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {Message._meta.db_table} SET status = %s, status_reason = '', "  # noqa: S608
+                f"attempts = attempts + 1, updated_at = %s WHERE company_id = %s "
+                f"AND status = %s AND id IN ({placeholders}) RETURNING id",
+                [Status.SENDING, now, company_id, Status.QUEUED, *message_ids],
             )
-            for m in messages
-        ]
-    )
+            won = [row[0] for row in cursor.fetchall()]
+        if not won:
+            return []
+        messages = list(Message.objects.select_related("company").filter(pk__in=won).order_by("pk"))
+        StatusEvent.objects.bulk_create(
+            [
+                new_event(
+                    m,
+                    Status.SENDING,
+                    occurred_at=now,
+                    received_at=now,
+                    key_parts=(m.public_id, "sending", m.attempts),
+                )
+                for m in messages
+            ],
+            ignore_conflicts=True,
+        )
+        deltas: dict[rollups.Bucket, list[int]] = {}
+        for message in messages:
+            message.status = Status.QUEUED
+            rollups.add_move(deltas, message, Status.SENDING)
+            message.status = Status.SENDING
+        rollups.apply_deltas({k: tuple(v) for k, v in deltas.items()})
     return messages
 
 
-FLUSH_EVERY = 25  # handed-over messages recorded together; a crash leaves at most this many
+# Messages handed over per provider request (where the provider takes many at once) and
+# recorded together: a worker killed in between leaves at most this many in `sending`,
+# for reconciliation to settle by asking the provider.
+FLUSH_EVERY = 100
 
 
 def deliver_many(company_id: int, message_ids: Sequence[int]) -> list[str]:
     """Hand a chunk of messages to their providers, each at most once (the task's work)."""
     outcomes = dict.fromkeys(message_ids, "not ours")
-    handed_over: list[tuple[Message, Accepted, str]] = []
-    providers: dict[tuple[str, str], object] = {}
-    for message in claim_many(company_id, message_ids):
-        key = (message.channel, message.provider)
-        provider = providers.get(key) or providers.setdefault(
-            key, get_provider(message.channel, message.provider or None)
-        )
-        try:
-            accepted = provider.send(outgoing_for(message, message.attempts))
-        except (TransientError, PermanentError, AmbiguousError) as error:
+    claimed = claim_many(company_id, message_ids)
+    by_provider: dict[tuple[str, str], list[Message]] = {}
+    for message in claimed:
+        by_provider.setdefault((message.channel, message.provider), []).append(message)
+    for (channel, name), messages in by_provider.items():
+        provider = get_provider(channel, name or None)
+        for start in range(0, len(messages), FLUSH_EVERY):
+            group = messages[start : start + FLUSH_EVERY]
+            handed_over: list[tuple[Message, Accepted, str]] = []
+            refused: list[tuple[Message, ProviderError]] = []
+            for message, answer in zip(group, _hand_over(provider, group), strict=True):
+                if isinstance(answer, ProviderError):
+                    refused.append((message, answer))
+                else:
+                    handed_over.append((message, answer, provider.name))
+                    outcomes[message.pk] = "sent"
             accept_many(handed_over)
-            handed_over.clear()
-            outcomes[message.pk] = _refused(message, message.attempts, error, provider.name)
-            continue
-        handed_over.append((message, accepted, provider.name))
-        outcomes[message.pk] = "sent"
-        if len(handed_over) >= FLUSH_EVERY:
-            accept_many(handed_over)
-            handed_over.clear()
-    accept_many(handed_over)
+            for message, error in refused:
+                outcomes[message.pk] = _refused(message, message.attempts, error, provider.name)
     return [outcomes[pk] for pk in message_ids]
+
+
+def _hand_over(provider, messages: list[Message]) -> list[Accepted | ProviderError]:
+    """The provider's answer for each message: one request for all of them where the
+    provider takes many at once (`send_batch`), else one request each."""
+    outgoing = [outgoing_for(m, m.attempts) for m in messages]
+    if hasattr(provider, "send_batch"):
+        return provider.send_batch(outgoing)
+    answers: list[Accepted | ProviderError] = []
+    for item in outgoing:
+        try:
+            answers.append(provider.send(item))
+        except ProviderError as error:
+            answers.append(error)
+    return answers
 
 
 def _refused(message: Message, attempt: int, error: Exception, source: str) -> str:

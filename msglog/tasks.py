@@ -96,7 +96,13 @@ def schedule_simulated_reports(messages: list[Message]) -> None:
             item = [message.pk, {**report.__dict__, "occurred_at": report.occurred_at.isoformat()}]
             due.setdefault((message.company_id, delay), []).append(item)
     for (company_id, delay), items in due.items():
-        enqueue_on_commit(apply_simulated_reports, company_id, items, countdown=delay)
+        enqueue_on_commit(
+            apply_simulated_reports,
+            company_id,
+            items,
+            countdown=delay,
+            argsrepr=f"({company_id}, [{len(items)} reports])",
+        )
 
 
 @shared_task(name="msglog.tasks.apply_simulated_reports", queue="events")

@@ -429,3 +429,41 @@ def test_a_big_send_records_each_message_as_a_single_send_would(funded, django_u
         }
         assert counted == rebuilt
     assert ledger_matches_balance(funded) and funded.sms_credit_balance == 0
+
+
+@pytest.mark.django_db
+def test_a_delivered_chunk_reads_as_its_events_say_and_its_rollups_add_up(funded):
+    """A worker's chunk is claimed, handed over and recorded set-wise; each message and
+    the daily counts must still be exactly what its events and the log say."""
+    numbers = ["+14155550123", "+14155550002", "+14155550003", "+14155550124", "+14155550125"]
+    with scope(company=funded.pk):
+        messages = sending.send_many(
+            funded,
+            channel="sms",
+            recipients=[Recipient(address=n, name="Pat Lee") for n in numbers],
+            category="transactional",
+            message_type="reminder",
+            content=Content(text="See you tomorrow."),
+        )
+        outcomes = sending.deliver_many(funded.pk, [m.pk for m in messages])
+        again = sending.deliver_many(funded.pk, [m.pk for m in messages])
+    # 0002 is refused as not a mobile number, 0003 is busy once and will be tried again.
+    assert outcomes == ["sent", "invalid_recipient", "retry", "sent", "sent"]
+    assert set(again) == {"not ours"}  # a redelivered task claims nothing
+    with scopes_disabled():
+        assert SimulatedSend.objects.count() == 3
+        stored = {m.pk: m for m in Message.objects.filter(company=funded)}
+        assert [stored[m.pk].status for m in messages] == [
+            "sent",
+            "invalid_recipient",
+            "sending",
+            "sent",
+            "sent",
+        ]
+        assert stored[messages[0].pk].sent_at and stored[messages[0].pk].provider_message_id
+        assert all(stored_fields_match_events(m) for m in messages)
+        counted = {(r.status, r.messages) for r in DailyRollup.objects.filter(company=funded)}
+        rollups.rebuild([funded.pk])
+        rebuilt = {(r.status, r.messages) for r in DailyRollup.objects.filter(company=funded)}
+        assert {c for c in counted if c[1]} == rebuilt
+    assert ledger_matches_balance(funded)
