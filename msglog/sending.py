@@ -748,23 +748,22 @@ def claim_many(company_id: int, message_ids: Sequence[int]) -> list[Message]:
     return messages
 
 
-# Messages handed over per provider request (where the provider takes many at once) and
-# recorded together: a worker killed in between leaves at most this many in `sending`,
-# for reconciliation to settle by asking the provider.
+# Messages claimed, handed over (in one request, where the provider takes many at once)
+# and recorded together: a worker killed in between leaves at most this many in
+# `sending`, for reconciliation to settle; the rest of its chunk is still queued, and the
+# redelivered task claims them.
 FLUSH_EVERY = 100
 
 
 def deliver_many(company_id: int, message_ids: Sequence[int]) -> list[str]:
     """Hand a chunk of messages to their providers, each at most once (the task's work)."""
     outcomes = dict.fromkeys(message_ids, "not ours")
-    claimed = claim_many(company_id, message_ids)
-    by_provider: dict[tuple[str, str], list[Message]] = {}
-    for message in claimed:
-        by_provider.setdefault((message.channel, message.provider), []).append(message)
-    for (channel, name), messages in by_provider.items():
-        provider = get_provider(channel, name or None)
-        for start in range(0, len(messages), FLUSH_EVERY):
-            group = messages[start : start + FLUSH_EVERY]
+    for start in range(0, len(message_ids), FLUSH_EVERY):
+        by_provider: dict[tuple[str, str], list[Message]] = {}
+        for message in claim_many(company_id, message_ids[start : start + FLUSH_EVERY]):
+            by_provider.setdefault((message.channel, message.provider), []).append(message)
+        for (channel, name), group in by_provider.items():
+            provider = get_provider(channel, name or None)
             handed_over: list[tuple[Message, Accepted, str]] = []
             refused: list[tuple[Message, ProviderError]] = []
             for message, answer in zip(group, _hand_over(provider, group), strict=True):
