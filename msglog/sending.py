@@ -16,12 +16,14 @@ is never sent again blindly: `reconcile()` asks the provider first.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dt_time
 
 import phonenumbers
 from django.conf import settings
@@ -1002,6 +1004,38 @@ def poll_sent(now: datetime | None = None, limit: int = 500) -> dict[str, int]:
             apply_report(message, report, source=StatusEvent.Source.POLL)
             outcome = report.status
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes
+
+
+def reconcile_day(day: date | None = None) -> dict[str, int]:
+    """The daily reconciliation (yesterday by default): every provider that can list a
+    day's messages (Twilio) is asked about all it sent that day, and what it says that
+    our record lacks (a callback that was lost, a status that changed later) is stored
+    as a poll report. Reports already stored are skipped by their dedupe key."""
+    day = day or (timezone.now() - timedelta(days=1)).date()
+    start = datetime.combine(day, dt_time.min, tzinfo=UTC)
+    outcomes = {"updated": 0, "unchanged": 0, "not ours": 0}
+    for channel in (Channel.SMS, Channel.EMAIL):
+        provider = get_provider(channel)
+        if not hasattr(provider, "reports_between"):
+            continue
+        reports = provider.reports_between(start, start + timedelta(days=1))
+        while page := list(itertools.islice(reports, 1000)):
+            ours = {
+                m.provider_message_id: m
+                for m in Message.objects.filter(
+                    provider=provider.name,
+                    provider_message_id__in=[r.provider_message_id for r in page],
+                ).select_related("company")
+            }
+            for report in page:
+                message = ours.get(report.provider_message_id)
+                if message is None:
+                    outcomes["not ours"] += 1
+                elif report.status and apply_report(message, report, StatusEvent.Source.POLL):
+                    outcomes["updated"] += 1
+                else:
+                    outcomes["unchanged"] += 1
     return outcomes
 
 

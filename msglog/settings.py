@@ -10,6 +10,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("MSGLOG_VAR_DIR", BASE_DIR / "var"))
@@ -231,6 +232,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "msglog.tasks.requeue_stale_messages",
         "schedule": max(2.0, QUEUED_TIMEOUT_SECONDS / 5),
     },
+}
+# Once a day, after midnight UTC: ask the providers about all of yesterday's messages.
+CELERY_BEAT_SCHEDULE["reconcile-yesterday"] = {
+    "task": "msglog.tasks.reconcile_yesterday",
+    "schedule": crontab(hour=2, minute=30),
 }
 if env_bool("DEMO_TRAFFIC"):
     # Embedded demo: a few messages every few seconds, so a newcomer sees traffic move.

@@ -155,6 +155,13 @@ def poll_sent_messages() -> dict[str, int]:
     return outcomes
 
 
+@shared_task(name="msglog.tasks.reconcile_yesterday", queue="maintenance")
+def reconcile_yesterday() -> dict[str, int]:
+    """The daily reconciliation with the providers (beat runs it once a day)."""
+    with scopes_disabled():
+        return sending.reconcile_day()
+
+
 @shared_task(name="msglog.tasks.requeue_stale_messages", queue="maintenance")
 def requeue_stale_messages() -> int:
     with scopes_disabled():

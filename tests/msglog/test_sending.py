@@ -19,6 +19,7 @@ from msglog.providers.simulator import SimulatorProvider
 from msglog.sending import Content, Recipient
 from msglog.statuses import EventFact, derive
 from tests.factories import BatchFactory, ContactFactory, SuppressionFactory
+from tests.fakes import fake_twilio  # noqa: F401  (the fixture)
 
 
 def sms(company, to: str, text: str = "Your appointment is tomorrow at 10:00.", **kwargs):
@@ -467,3 +468,39 @@ def test_a_delivered_chunk_reads_as_its_events_say_and_its_rollups_add_up(funded
         rebuilt = {(r.status, r.messages) for r in DailyRollup.objects.filter(company=funded)}
         assert {c for c in counted if c[1]} == rebuilt
     assert ledger_matches_balance(funded)
+
+
+@pytest.mark.django_db
+def test_the_daily_reconciliation_stores_what_twilio_says_and_a_callback_missed(
+    funded,
+    settings,
+    fake_twilio,  # noqa: F811
+):
+    settings.SMS_PROVIDER = "twilio"
+    settings.TWILIO_ACCOUNT_SID = fake_twilio.account_sid
+    settings.TWILIO_AUTH_TOKEN = fake_twilio.auth_token
+    settings.TWILIO_FROM_NUMBER = "+15005550006"
+    settings.TWILIO_API_BASE_URL = fake_twilio.base_url
+    yesterday = timezone.now() - timedelta(days=1)
+    with scope(company=funded.pk):
+        message = sms(funded, "+14155550123")
+        assert sending.deliver(message.pk) == "sent"
+        message.refresh_from_db()
+    # Twilio delivered it yesterday; its status callback never reached us.
+    fake_twilio.set_status(message.provider_message_id, "delivered", at=yesterday)
+    other = fake_twilio.add_message("+14155550999", "Not one of ours")
+    fake_twilio.set_status(other["sid"], "delivered", at=yesterday)
+
+    with scopes_disabled():
+        assert sending.reconcile_day(yesterday.date()) == {
+            "updated": 1,
+            "unchanged": 0,
+            "not ours": 1,
+        }
+        assert sending.reconcile_day(yesterday.date())["updated"] == 0  # once is enough
+    message.refresh_from_db()
+    assert message.status == "delivered"
+    assert stored_fields_match_events(message)
+    with scopes_disabled():
+        assert StatusEvent.objects.filter(message=message, source="poll").count() == 1
+    assert len(fake_twilio.calls) == 1  # asked, never sent again
