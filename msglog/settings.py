@@ -274,5 +274,10 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # Both log every request's URL, which carries the Twilio account SID; errors stay.
+        "twilio.http_client": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+    },
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import timedelta
 
@@ -13,7 +14,7 @@ from django.utils import timezone
 from django_scopes import scope, scopes_disabled
 
 from companies.models import Company, CreditLedgerEntry
-from msglog import rollups, sending
+from msglog import rollups, sending, tasks
 from msglog.models import DailyRollup, Message, SimulatedSend, StatusEvent, Suppression
 from msglog.providers.simulator import SimulatorProvider
 from msglog.sending import Content, Recipient
@@ -504,3 +505,34 @@ def test_the_daily_reconciliation_stores_what_twilio_says_and_a_callback_missed(
     with scopes_disabled():
         assert StatusEvent.objects.filter(message=message, source="poll").count() == 1
     assert len(fake_twilio.calls) == 1  # asked, never sent again
+
+
+@pytest.mark.django_db
+def test_twilio_credentials_never_show_in_a_log_line_or_on_the_message_page(
+    funded,
+    support,
+    settings,
+    fake_twilio,  # noqa: F811
+    caplog,
+):
+    settings.SMS_PROVIDER = "twilio"
+    settings.TWILIO_ACCOUNT_SID = fake_twilio.account_sid
+    settings.TWILIO_AUTH_TOKEN = "wrong-token-" + "7" * 20  # Twilio answers 401, 20003
+    settings.TWILIO_FROM_NUMBER = "+15005550006"
+    settings.TWILIO_API_BASE_URL = fake_twilio.base_url
+    caplog.set_level("DEBUG")
+    with scope(company=funded.pk):
+        message = sms(funded, "+14155550123")
+        assert tasks.send_sms_chunk.run(funded.pk, [message.pk]) == ["failed"]
+    message.refresh_from_db()
+    assert message.error_code == "20003"
+    page = support.client().get(message.get_absolute_url()).content.decode()
+    with scopes_disabled():
+        stored = [
+            json.dumps([e.raw_payload, e.error_message])
+            for e in StatusEvent.objects.filter(message=message)
+        ]
+    for secret in (settings.TWILIO_AUTH_TOKEN, fake_twilio.account_sid):
+        assert secret not in caplog.text
+        assert secret not in page
+        assert all(secret not in text for text in stored)
