@@ -8,10 +8,15 @@ from datetime import timedelta
 
 import pytest
 import redis
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 from django_scopes import scope, scopes_disabled
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from companies.models import Company, CreditLedgerEntry
 from msglog import rollups, sending, tasks
@@ -536,3 +541,14 @@ def test_twilio_credentials_never_show_in_a_log_line_or_on_the_message_page(
         assert secret not in caplog.text
         assert secret not in page
         assert all(secret not in text for text in stored)
+
+
+@hypothesis_settings(deadline=None)  # the first call compiles the validator's patterns
+@given(st.from_regex(r"[a-zA-Z0-9.\"@\[\]:_+ -]{0,12}@[a-zA-Z0-9.\[\]:-]{0,14}", fullmatch=True))
+def test_an_address_is_valid_exactly_when_djangos_validator_says_so(address):
+    try:
+        validate_email(address.strip())
+        valid = True
+    except ValidationError:
+        valid = False
+    assert (sending.normalize_email(address) is not None) == valid
