@@ -23,6 +23,7 @@ from django_scopes import scope, scopes_disabled
 from companies.models import Company, Membership
 from companies.roles import Role
 
+from . import bench_sending
 from .bench_retention import bench_retention
 from .bench_webhooks import bench_webhooks
 from .models import DailyRollup, Message
@@ -202,4 +203,6 @@ BENCHMARKS: dict[str, Callable[[], dict]] = {
     "stats": bench_stats,
     "retention": bench_retention,
     "webhooks": bench_webhooks,
+    "enqueue": bench_sending.bench_enqueue,
+    "throughput": bench_sending.bench_throughput,
 }

@@ -249,6 +249,11 @@ CELERY_BEAT_SCHEDULE["prune-provider-reports"] = {
     "task": "msglog.tasks.prune_provider_reports",
     "schedule": 3600.0,
 }
+# Once a day, after midnight UTC: ask the providers about all of yesterday's messages.
+CELERY_BEAT_SCHEDULE["reconcile-yesterday"] = {
+    "task": "msglog.tasks.reconcile_yesterday",
+    "schedule": crontab(hour=2, minute=30),
+}
 if env_bool("DEMO_TRAFFIC"):
     # Embedded demo: a few messages every few seconds, so a newcomer sees traffic move.
     CELERY_BEAT_SCHEDULE["demo-traffic"] = {
@@ -295,5 +300,10 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # Both log every request's URL, which carries the Twilio account SID; errors stay.
+        "twilio.http_client": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+    },
 }

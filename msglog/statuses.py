@@ -11,12 +11,15 @@ rank   status                why it sits here
 =====  ====================  ==============================================================
 0      scheduled             waiting for its due time; being queued supersedes it
 1      queued                accepted, waiting for a worker
-2-6    channel_disabled,     never-sent outcomes decided before any provider call; any
-       invalid_recipient,    sign that a provider was called after all (sending and up)
-       suppressed,           outranks them, because the record must say what happened
-       insufficient_credits,
-       canceled
-7      sending               a worker won the claim and is calling the provider
+2-4    channel_disabled,     never-sent outcomes decided before any provider call; any
+       insufficient_credits, sign that a provider was called after all (sending and up)
+       canceled              outranks them, because the record must say what happened
+5      sending               a worker won the claim and is calling the provider
+6-7    invalid_recipient,    decided by our checks before any call, or by the provider
+       suppressed            refusing the message (Twilio 21211/21614, 21610 STOP): a
+                             refusal comes after `sending` and is the final word on it,
+                             since nothing was sent; any sign of sending (sent and up)
+                             still outranks it
 8      sent                  the provider accepted it; intermediate
 9      failed                the send failed (provider error, retries exhausted)
 10     undelivered           the carrier reported non-delivery
@@ -145,11 +148,11 @@ PRECEDENCE: dict[Status, int] = {
             Status.SCHEDULED,
             Status.QUEUED,
             Status.CHANNEL_DISABLED,
-            Status.INVALID_RECIPIENT,
-            Status.SUPPRESSED,
             Status.INSUFFICIENT_CREDITS,
             Status.CANCELED,
             Status.SENDING,
+            Status.INVALID_RECIPIENT,
+            Status.SUPPRESSED,
             Status.SENT,
             Status.FAILED,
             Status.UNDELIVERED,

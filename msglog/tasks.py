@@ -26,9 +26,21 @@ def enqueue_on_commit(task, *args, **options) -> None:
 
 
 def enqueue_sends(company_id: int, channel: str, message_ids: list[int]) -> None:
+    """Publish the chunk tasks of these messages once committed, over one connection."""
     task = send_sms_chunk if channel == Channel.SMS else send_email_chunk
-    for start in range(0, len(message_ids), sending.TASK_CHUNK):
-        enqueue_on_commit(task, company_id, message_ids[start : start + sending.TASK_CHUNK])
+    chunks = [
+        message_ids[start : start + sending.TASK_CHUNK]
+        for start in range(0, len(message_ids), sending.TASK_CHUNK)
+    ]
+
+    def publish() -> None:
+        with task.app.producer_or_acquire() as producer:
+            for chunk in chunks:
+                # A short argsrepr: Celery would otherwise repr 500 ids into every header.
+                argsrepr = f"({company_id}, [{chunk[0]}..{chunk[-1]}: {len(chunk)} ids])"
+                task.apply_async(args=(company_id, chunk), producer=producer, argsrepr=argsrepr)
+
+    transaction.on_commit(publish)
 
 
 def enqueue_retry(
@@ -84,7 +96,13 @@ def schedule_simulated_reports(messages: list[Message]) -> None:
             item = [message.pk, {**report.__dict__, "occurred_at": report.occurred_at.isoformat()}]
             due.setdefault((message.company_id, delay), []).append(item)
     for (company_id, delay), items in due.items():
-        enqueue_on_commit(apply_simulated_reports, company_id, items, countdown=delay)
+        enqueue_on_commit(
+            apply_simulated_reports,
+            company_id,
+            items,
+            countdown=delay,
+            argsrepr=f"({company_id}, [{len(items)} reports])",
+        )
 
 
 @shared_task(name="msglog.tasks.apply_simulated_reports", queue="events")
@@ -135,6 +153,13 @@ def poll_sent_messages() -> dict[str, int]:
         for outcome, n in sending.poll_sent().items():
             outcomes[outcome] = outcomes.get(outcome, 0) + n
     return outcomes
+
+
+@shared_task(name="msglog.tasks.reconcile_yesterday", queue="maintenance")
+def reconcile_yesterday() -> dict[str, int]:
+    """The daily reconciliation with the providers (beat runs it once a day)."""
+    with scopes_disabled():
+        return sending.reconcile_day()
 
 
 @shared_task(name="msglog.tasks.requeue_stale_messages", queue="maintenance")
