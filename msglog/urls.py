@@ -7,6 +7,7 @@ from companies.views import switch_company
 from templates_app.views import TemplateDetailView
 
 from .views import base, compose, failed, logs, messages
+from .views import exports as export_views
 
 urlpatterns = [
     path("", base.home, name="home"),
@@ -26,4 +27,16 @@ urlpatterns = [
     path("templates/<int:template_id>/", TemplateDetailView.as_view(), name="template-detail"),
     path("contacts/<int:contact_id>/", ContactDetailView.as_view(), name="contact-detail"),
     path("admin/", admin.site.urls),
+]
+
+# Exports (issue 7)
+urlpatterns += [
+    path("exports/", export_views.ExportListView.as_view(), name="exports"),
+    path("exports/new/", export_views.ExportCreateView.as_view(), name="export-create"),
+    path("exports/<str:public_id>/", export_views.ExportDetailView.as_view(), name="export-detail"),
+    path(
+        "exports/<str:public_id>/download/",
+        export_views.ExportDownloadView.as_view(),
+        name="export-download",
+    ),
 ]

@@ -1,0 +1,693 @@
+"""Exports for accountants: CSV and Excel of exactly the rows a view's filters select.
+
+The rules live here, whatever starts an export (the Export menu, a background job, the
+benchmark):
+
+- Which rows: :func:`select` rebuilds the view's queryset from its query string with the
+  view's own filter set (Logs, Failed, a contact's page, a batch's page), for one company.
+  Every page of the view, not just the visible one, newest first.
+- Which columns: every column the tables can show plus the ones an accountant reconciles
+  with (:data:`COLUMNS`): message id, channel, category, type, recipient, status and its
+  reason, error code, provider, template and version, batch, every stage's time in the
+  company's time zone and in UTC, SMS segments, credits, company. Subject and text only
+  for roles that may read content.
+- Safety: every text a person or provider could have typed is neutralized against
+  spreadsheet formulas (:func:`neutralize`, the OWASP "CSV injection" cases); numbers are
+  written as numbers.
+- How: CSV streams in chunks from a server-side cursor (constant memory, the header
+  within a second); Excel uses openpyxl's write-only mode with a second sheet of totals.
+  Above a threshold the export becomes a background :class:`~msglog.models.Export` job.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.conf import settings
+from django.db.models import QuerySet
+from django.http import QueryDict
+from django.utils import timezone
+from django.utils.text import slugify
+from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.styles import Font
+
+from companies import audit
+from companies.models import Company, Contact
+
+from . import rollups
+from .filters import DEFAULT_PERIOD, MessageFilter
+from .kinds import Category, Channel, MessageType, Provider
+from .models import Batch, Export, Message
+from .statuses import DELIVERED_GROUP, Status
+
+logger = logging.getLogger(__name__)
+
+FORMATS: dict[str, tuple[str, str]] = {  # format: (extension, content type)
+    "csv": ("csv", "text/csv; charset=utf-8"),
+    "xlsx": ("xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+}
+# Rows fetched per round trip of the server-side cursor, and per CSV chunk sent.
+CHUNK_ROWS = 2_000
+PROGRESS_EVERY = 10_000
+
+
+class ExportError(Exception):
+    """A request that cannot be exported; the message says why, in the user's words."""
+
+
+# --- Neutralizing spreadsheet formulas -----------------------------------------------------
+
+# OWASP "CSV Injection": a cell a spreadsheet may read as a formula or a DDE call starts
+# with one of these; full-width forms are folded to them by some spreadsheets.
+FORMULA_TRIGGERS = frozenset("=+-@\t\r\n\uff1d\uff0b\uff0d\uff20")
+# A number written as text ("-12", "+14155550123") is data, not a formula: kept as it is.
+PLAIN_NUMBER = re.compile(r"[+-]?\d+(?:[.,]\d+)?")
+
+
+def neutralize(value: str) -> str:
+    """A text cell no spreadsheet will evaluate: a leading quote before a formula trigger."""
+    if not value:
+        return value
+    first = value[0]
+    if first == " ":  # spreadsheets skip leading spaces before they look for a formula
+        first = value.lstrip(" ")[:1]
+    if first in FORMULA_TRIGGERS and not PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+# --- Columns ------------------------------------------------------------------------------
+
+# Stage timestamps, in the order a message lives through them.
+STAGES: list[tuple[str, str]] = [
+    ("created_at", "Queued"),
+    ("scheduled_for", "Scheduled for"),
+    ("sent_at", "Sent"),
+    ("delivered_at", "Delivered"),
+    ("opened_at", "Opened"),
+    ("clicked_at", "Clicked"),
+    ("failed_at", "Failed"),
+]
+# The fields read per row, in the order of the columns built from them.
+FIELDS = (
+    "public_id",
+    "company__name",
+    "company__timezone",
+    "channel",
+    "category",
+    "message_type",
+    "to_name",
+    "to_address",
+    "status",
+    "status_reason",
+    "error_code",
+    "provider",
+    "template__name",
+    "template_version__number",
+    "batch__name",
+    *(name for name, _ in STAGES),
+    "segments",
+    "credits",
+)
+CONTENT_FIELDS = ("subject", "body_text")
+
+COLUMNS: list[str] = [
+    "Message ID",
+    "Company",
+    "Channel",
+    "Category",
+    "Type",
+    "Recipient name",
+    "Recipient",
+    "Status",
+    "Status reason",
+    "Error code",
+    "Provider",
+    "Template",
+    "Template version",
+    "Batch",
+    "Time zone",
+    *(heading for _, label in STAGES for heading in (f"{label} (company time)", f"{label} (UTC)")),
+    "SMS segments",
+    "Credits",
+]
+CONTENT_COLUMNS = ["Subject", "Text"]
+
+LABELS: dict[str, dict[str, str]] = {
+    "channel": dict(Channel.choices),
+    "category": dict(Category.choices),
+    "message_type": dict(MessageType.choices),
+    "status": dict(Status.choices),
+    "provider": dict(Provider.choices),
+}
+
+
+def columns(include_content: bool) -> list[str]:
+    return COLUMNS + CONTENT_COLUMNS if include_content else COLUMNS
+
+
+def zone(name: str) -> ZoneInfo | None:
+    """The company's time zone (None for UTC, which needs no conversion)."""
+    if not name or name == "UTC":
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def text_time(moment: datetime) -> str:
+    return moment.isoformat(" ", "seconds")[:19]
+
+
+def excel_time(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=None)  # Excel has no time zones; the heading says which
+
+
+def build_rows(
+    records: Iterable[tuple], include_content: bool, as_time: Callable[[datetime], Any]
+) -> Iterator[list]:
+    """One output row per record of FIELDS (+ CONTENT_FIELDS), times rendered by as_time."""
+    zones: dict[str, ZoneInfo | None] = {}
+    channel_label, category_label = LABELS["channel"], LABELS["category"]
+    type_label, status_label, provider_label = (
+        LABELS["message_type"],
+        LABELS["status"],
+        LABELS["provider"],
+    )
+    first_stage = FIELDS.index("created_at")
+    for record in records:
+        (
+            public_id,
+            company,
+            tz_name,
+            channel,
+            category,
+            message_type,
+            to_name,
+            to_address,
+            status,
+            reason,
+            error_code,
+            provider,
+            template,
+            version,
+            batch,
+        ) = record[:first_stage]
+        if tz_name not in zones:
+            zones[tz_name] = zone(tz_name)
+        tz = zones[tz_name]
+        row = [
+            public_id,
+            neutralize(company),
+            channel_label.get(channel, ""),
+            category_label.get(category, ""),
+            type_label.get(message_type, ""),
+            neutralize(to_name),
+            neutralize(to_address),
+            status_label.get(status, status),
+            neutralize(reason),
+            neutralize(error_code),
+            provider_label.get(provider, neutralize(provider)),
+            neutralize(template) if template else "",
+            version,
+            neutralize(batch) if batch else "",
+            tz_name or "UTC",
+        ]
+        for moment in record[first_stage : first_stage + len(STAGES)]:
+            if moment is None:
+                row += (None, None)
+            else:
+                row += (as_time(moment.astimezone(tz) if tz else moment), as_time(moment))
+        at = first_stage + len(STAGES)
+        row += (record[at], record[at + 1])  # segments and credits: numbers stay numbers
+        if include_content:
+            row += (neutralize(record[at + 2]), neutralize(record[at + 3]))
+        yield row
+
+
+# --- Which rows ---------------------------------------------------------------------------
+
+
+@dataclass
+class Selection:
+    """What one export covers: a view's filters applied for one company (or every one)."""
+
+    company: Company | None
+    all_companies: bool
+    source: str
+    source_id: int | None
+    query: QueryDict
+    include_content: bool
+    queryset: QuerySet = field(repr=False, default=None)
+    filters: dict[str, Any] = field(default_factory=dict)
+    frozen_query: str = ""  # the query with relative periods turned into dates
+
+
+SOURCES = ("logs", "failed", "contact", "batch")
+
+
+def select(
+    *,
+    company: Company | None,
+    all_companies: bool,
+    source: str,
+    source_id: str | int | None,
+    query: QueryDict | str,
+    include_content: bool,
+    today: date | None = None,
+) -> Selection:
+    """The messages a view shows for `query`, or ExportError saying why there are none."""
+    if source not in SOURCES:
+        raise ExportError("Exports are made from the Logs, Failed, contact and batch pages.")
+    if isinstance(query, str):
+        query = QueryDict(query)
+    if company is None and not all_companies:
+        raise ExportError("You are not a member of any company.")
+    if "company" in query and not all_companies:
+        raise ExportError("You can only export your own company's messages.")
+    today = today or timezone.now().date()
+    messages = Message.objects.all()
+    if company is not None:
+        messages = messages.filter(company=company)
+    data = query.copy()
+    default_period = DEFAULT_PERIOD
+    wanted_id = _as_id(source_id) if source in {"contact", "batch"} else None
+    if source in {"contact", "batch"} and wanted_id is None:
+        raise ExportError(f"Which {source} to export is missing.")
+    if source == "contact":
+        contacts = Contact.objects.all()
+        if company is not None:
+            contacts = contacts.filter(company=company)
+        contact = contacts.filter(pk=wanted_id).first()
+        if contact is None:
+            raise ExportError("That contact is not one of your company's.")
+        messages = messages.filter(contact=contact)
+        default_period = "all"
+    elif source == "batch":
+        batches = Batch.objects.all()
+        if company is not None:
+            batches = batches.filter(company=company)
+        batch = batches.filter(pk=wanted_id).first()
+        if batch is None:
+            raise ExportError("That batch is not one of your company's.")
+        messages = messages.filter(batch=batch)
+        default_period = "all"
+    elif source == "failed":
+        data = failed_view_query(query, today)
+    filterset = MessageFilter(
+        data,
+        queryset=messages,
+        company=company,
+        all_companies=all_companies,
+        today=today,
+        default_period=default_period,
+    )
+    if not filterset.is_valid():
+        problems = "; ".join(
+            f"{name}: {' '.join(errors)}" if name != "__all__" else " ".join(errors)
+            for name, errors in filterset.form.errors.items()
+        )
+        raise ExportError(f"These filters could not be used, so nothing was exported: {problems}")
+    queryset = filterset.qs.order_by("-created_at", "-id")
+    return Selection(
+        company=company,
+        all_companies=all_companies,
+        source=source,
+        source_id=wanted_id,
+        query=query,
+        include_content=include_content,
+        queryset=queryset,
+        filters=describe_filters(filterset),
+        frozen_query=freeze_period(data, filterset).urlencode(),
+    )
+
+
+def _as_id(value: str | int | None) -> int | None:
+    try:
+        number = int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if 0 < number < 2**63 else None
+
+
+def failed_view_query(query: QueryDict, today: date) -> QueryDict:
+    """The Failed page's window as the Logs filters that list exactly its failures."""
+    from .views.failed import FailedFilterForm
+
+    form = FailedFilterForm(query or None, today=today)
+    if form.is_bound and not form.is_valid():
+        problems = " ".join(e for errors in form.errors.values() for e in errors)
+        raise ExportError(f"These filters could not be used, so nothing was exported: {problems}")
+    window = form.window()
+    data = QueryDict(mutable=True)
+    data.update(
+        {
+            "tab": "failed",
+            "period": "custom",
+            "date_from": window.date_from.isoformat(),
+            "date_to": window.date_to.isoformat(),
+        }
+    )
+    if window.channel:
+        data["channel"] = window.channel
+    for name in ("provider", "company"):  # the Failed page's links narrow by these too
+        if query.get(name):
+            data[name] = query[name]
+    return data
+
+
+def describe_filters(filterset: MessageFilter) -> dict[str, Any]:
+    """The filters as applied, in plain JSON (for the audit log and the Exports page)."""
+    described: dict[str, Any] = {}
+    start, end = filterset.date_bounds()
+    for name, value in filterset.form.cleaned_data.items():
+        if value in (None, "", [], ()) or name in {"date_from", "date_to"}:
+            continue
+        if hasattr(value, "pk"):
+            value = {"id": value.pk, "name": str(value)}
+        elif isinstance(value, list | tuple):
+            value = [str(v) for v in value]
+        elif not isinstance(value, bool | int):
+            value = str(value)
+        described[name] = value
+    described["from"] = start.isoformat() if start else None
+    described["to"] = end.isoformat() if end else None
+    return described
+
+
+def freeze_period(data: QueryDict, filterset: MessageFilter) -> QueryDict:
+    """The query with "Last 7 days" turned into its dates: a job that runs later, or past
+    midnight, exports the days the person saw."""
+    frozen = data.copy()
+    start, end = filterset.date_bounds()
+    if start and end:
+        frozen["period"] = "custom"
+        frozen["date_from"], frozen["date_to"] = start.isoformat(), end.isoformat()
+    for name in ("cursor", "page", "cols", "sort", "per_page"):
+        frozen.pop(name, None)
+    return frozen
+
+
+def records(selection: Selection) -> Iterator[tuple]:
+    """The selected messages' fields, read with a server-side cursor in chunks."""
+    fields = FIELDS + CONTENT_FIELDS if selection.include_content else FIELDS
+    return selection.queryset.values_list(*fields).iterator(chunk_size=CHUNK_ROWS)
+
+
+# --- Writing ------------------------------------------------------------------------------
+
+
+def csv_chunks(
+    selection: Selection, on_progress: Callable[[int], None] | None = None
+) -> Iterator[bytes]:
+    """The CSV file in chunks of a few thousand rows; the header comes first, at once."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    buffer.write("\ufeff")  # a byte-order mark, so Excel reads UTF-8
+    writer.writerow(columns(selection.include_content))
+    yield buffer.getvalue().encode()
+    rows = build_rows(records(selection), selection.include_content, text_time)
+    written = 0
+    while True:
+        buffer.seek(0)
+        buffer.truncate()
+        chunk = 0
+        for row in rows:
+            writer.writerow(row)
+            chunk += 1
+            if chunk == CHUNK_ROWS:
+                break
+        if not chunk:
+            if on_progress:
+                on_progress(written)  # the final count, once more
+            return
+        written += chunk
+        if on_progress and written % PROGRESS_EVERY < CHUNK_ROWS:
+            on_progress(written)
+        yield buffer.getvalue().encode()
+
+
+@dataclass
+class Totals:
+    """Messages, segments and credits by channel, status and type, kept while writing."""
+
+    buckets: dict[tuple[str, str, str], list[int]] = field(default_factory=dict)
+
+    def add(self, channel: str, status: str, message_type: str, segments: int, credits: int):
+        bucket = self.buckets.get((channel, status, message_type))
+        if bucket is None:
+            bucket = self.buckets[(channel, status, message_type)] = [0, 0, 0]
+        bucket[0] += 1
+        bucket[1] += segments
+        bucket[2] += credits
+
+    def by(self, position: int | None) -> list[tuple[str, int, int, int, float | None]]:
+        """(key, messages, segments, credits, delivery rate) per channel (0), status (1),
+        type (2), or for everything (None)."""
+        grouped: dict[str, list[int]] = {}
+        for key, (n, seg, cred) in self.buckets.items():
+            group = grouped.setdefault("" if position is None else key[position], [0] * 5)
+            group[0] += n
+            group[1] += seg
+            group[2] += cred
+            if key[1] in rollups.ATTEMPTED:
+                group[3] += n
+            if key[1] in DELIVERED_GROUP:
+                group[4] += n
+        return [
+            (key, n, seg, cred, delivery_rate(sent, delivered))
+            for key, (n, seg, cred, sent, delivered) in sorted(grouped.items())
+        ]
+
+
+def delivery_rate(sent: int, delivered: int) -> float | None:
+    """The Logs page's delivery rate (rollups.Cards): delivered ÷ handed to a provider."""
+    return rollups.Cards(0, 0, 0, delivered, sent, 0, 0).delivery_rate
+
+
+def write_xlsx(
+    selection: Selection, target, on_progress: Callable[[int], None] | None = None
+) -> int:
+    """Write the Excel file (rows, then a Totals sheet) to a path or file; rows written."""
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet("Messages")
+    bold = Font(bold=True)
+    heading = columns(selection.include_content)
+    header = []
+    for title in heading:
+        cell = WriteOnlyCell(sheet, value=title)
+        cell.font = bold
+        header.append(cell)
+    sheet.append(header)
+    totals = Totals()
+    fields = FIELDS + CONTENT_FIELDS if selection.include_content else FIELDS
+    at = {name: fields.index(name) for name in ("channel", "status", "message_type")}
+    at_segments, at_credits = fields.index("segments"), fields.index("credits")
+    text_columns = [i for i, value in enumerate(heading) if "time)" not in value]
+
+    def counted(source: Iterable[tuple]) -> Iterator[tuple]:
+        for record in source:
+            totals.add(
+                record[at["channel"]],
+                record[at["status"]],
+                record[at["message_type"]],
+                record[at_segments],
+                record[at_credits],
+            )
+            yield record
+
+    written = 0
+    for row in build_rows(counted(records(selection)), selection.include_content, excel_time):
+        # XML cannot hold most control characters and openpyxl refuses them: they go.
+        for i in text_columns:
+            value = row[i]
+            if value.__class__ is str and ILLEGAL_CHARACTERS_RE.search(value):
+                row[i] = ILLEGAL_CHARACTERS_RE.sub("", value)
+        sheet.append(row)
+        written += 1
+        if on_progress and written % PROGRESS_EVERY == 0:
+            on_progress(written)
+    write_totals(workbook.create_sheet("Totals"), totals, selection, bold)
+    workbook.save(target)
+    return written
+
+
+def write_totals(sheet, totals: Totals, selection: Selection, bold: Font) -> None:
+    def heading(*titles: str) -> list:
+        cells = []
+        for title in titles:
+            cell = WriteOnlyCell(sheet, value=title)
+            cell.font = bold
+            cells.append(cell)
+        return cells
+
+    def rate(value: float | None):
+        if value is None:
+            return None
+        cell = WriteOnlyCell(sheet, value=value)
+        cell.number_format = "0.0%"
+        return cell
+
+    filters = selection.filters
+    period = (
+        f"{filters.get('from') or 'the beginning'} to {filters.get('to') or 'today'} (UTC days)"
+    )
+    sheet.append(heading("Totals for the exported messages"))
+    sheet.append(["Period", period])
+    sheet.append([])
+    labels = {0: LABELS["channel"], 1: LABELS["status"], 2: LABELS["message_type"]}
+    for position, title in ((0, "Channel"), (1, "Status"), (2, "Type")):
+        sheet.append(heading(title, "Messages", "SMS segments", "Credits", "Delivery rate"))
+        for key, n, seg, cred, delivered in totals.by(position):
+            sheet.append([labels[position].get(key, key), n, seg, cred, rate(delivered)])
+        sheet.append([])
+    for _, n, seg, cred, delivered in totals.by(None):
+        sheet.append([*heading("All"), n, seg, cred, rate(delivered)])
+
+
+# --- Naming, auditing, background jobs --------------------------------------------------
+
+
+def file_name(selection: Selection, file_format: str, now: datetime | None = None) -> str:
+    now = (now or timezone.now()).astimezone(UTC)
+    owner = slugify(selection.company.name) if selection.company else "all-companies"
+    extension = FORMATS[file_format][0]
+    return f"messages-{owner}-{selection.source}-{now:%Y%m%d-%H%M}.{extension}"
+
+
+def inline_limit(file_format: str) -> int:
+    """Above this many rows an export runs in the background."""
+    if file_format == "xlsx":
+        return settings.EXPORT_XLSX_INLINE_MAX_ROWS
+    return settings.EXPORT_CSV_INLINE_MAX_ROWS
+
+
+def record_export(
+    selection: Selection, file_format: str, rows: int, *, request=None, actor=None, **extra
+):
+    """The audit entry every export leaves: who, when, which filters, how many rows."""
+    where = {"logs": "Logs", "failed": "Failed", "contact": "a contact", "batch": "a batch"}
+    return audit.record(
+        audit.Action.EXPORT,
+        f"Exported {rows:,} messages from {where[selection.source]} as {file_format.upper()}",
+        request=request,
+        company=selection.company,
+        actor=actor,
+        details={
+            "format": file_format,
+            "source": selection.source,
+            "source_id": selection.source_id,
+            "filters": selection.filters,
+            "rows": rows,
+            "content_included": selection.include_content,
+            **extra,
+        },
+    )
+
+
+def start_job(selection: Selection, file_format: str, user, rows: int) -> Export:
+    """A background export of `rows` rows; the caller enqueues `msglog.tasks.run_export`."""
+    if selection.company is None:
+        raise ExportError(
+            "This export is too big to make across all companies: pick one company first."
+        )
+    now = timezone.now()
+    return Export.objects.create(
+        company=selection.company,
+        requested_by=user,
+        file_format=file_format,
+        source=selection.source,
+        source_id=selection.source_id,
+        query=selection.frozen_query,
+        filters=selection.filters,
+        include_content=selection.include_content,
+        rows_expected=rows,
+        file_name=file_name(selection, file_format, now),
+        created_at=now,
+        expires_at=now + timedelta(hours=settings.EXPORT_FILE_HOURS),
+    )
+
+
+def export_path(export: Export) -> Path:
+    return Path(settings.MEDIA_ROOT) / export.file_path
+
+
+def run_job(export_id: int) -> str:
+    """Write a background export's file (inside the company's scope); safe to run twice."""
+    export = Export.objects.filter(pk=export_id).select_related("company").first()
+    if export is None or export.state == Export.State.READY:
+        return "done"
+    Export.objects.filter(pk=export.pk).update(state=Export.State.RUNNING, rows_written=0)
+    relative = Path("exports") / str(export.company_id) / f"{export.public_id}.{export.file_format}"
+    target = Path(settings.MEDIA_ROOT) / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(target.suffix + ".part")
+
+    written = [0]
+
+    def progress(rows: int) -> None:
+        written[0] = rows
+        Export.objects.filter(pk=export.pk).update(rows_written=rows)
+
+    try:
+        selection = select(
+            company=export.company,
+            all_companies=False,
+            source=export.source,
+            source_id=export.source_id,
+            query=export.query,
+            include_content=export.include_content,
+        )
+        if export.file_format == "xlsx":
+            rows = write_xlsx(selection, partial, progress)
+        else:
+            with partial.open("wb") as out:
+                for chunk in csv_chunks(selection, progress):
+                    out.write(chunk)
+            rows = written[0]
+        os.replace(partial, target)
+    except Exception as error:
+        logger.exception("Export %s failed", export.public_id)
+        partial.unlink(missing_ok=True)
+        message = str(error) if isinstance(error, ExportError) else "The file could not be written."
+        Export.objects.filter(pk=export.pk).update(
+            state=Export.State.FAILED, error=message[:300], finished_at=timezone.now()
+        )
+        return "failed"
+    Export.objects.filter(pk=export.pk).update(
+        state=Export.State.READY,
+        rows_written=rows,
+        file_path=str(relative),
+        file_size=target.stat().st_size,
+        finished_at=timezone.now(),
+    )
+    return "ready"
+
+
+def delete_exports(exports: QuerySet) -> int:
+    """Delete exports and their files (expiry here; retention may call it too)."""
+    deleted = 0
+    for export in exports.only("pk", "file_path", "public_id", "company_id", "file_format"):
+        if export.file_path:
+            export_path(export).unlink(missing_ok=True)
+        export.delete()
+        deleted += 1
+    return deleted
+
+
+def delete_expired(now: datetime | None = None) -> int:
+    """Every company's exports whose time is up (the caller disables scopes)."""
+    return delete_exports(Export.objects.filter(expires_at__lte=now or timezone.now()))
