@@ -23,6 +23,7 @@ from django_scopes import scope, scopes_disabled
 from companies.models import Company, Membership
 from companies.roles import Role
 
+from .bench_exports import bench_exports
 from .models import DailyRollup, Message
 from .pagination import encode_cursor
 
@@ -198,4 +199,5 @@ def total_messages() -> int:
 BENCHMARKS: dict[str, Callable[[], dict]] = {
     "logs": bench_logs,
     "stats": bench_stats,
+    "exports": bench_exports,
 }
