@@ -460,3 +460,45 @@ def test_expired_exports_are_deleted_with_their_files(acme, admin, settings, tmp
         assert list(Export.objects.all()) == [fresh]
     assert not (tmp_path / "exports/old.csv").exists()
     assert (tmp_path / "exports/fresh.csv").exists()
+
+
+# --- One rule, two writers ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("as_text", [True, False])
+def test_the_database_builds_the_same_rows_as_python(acme, rival, operator, month, as_text):
+    """PostgreSQL formats rows itself for speed; SQLite (embedded mode) gets them built in
+    Python. Both must say the same, formulas, labels and time zones included."""
+    if connection.vendor != "postgresql":
+        pytest.skip("compares the PostgreSQL path with the Python one")
+    acme.timezone = "Europe/Paris"
+    acme.save()
+    for value in DANGEROUS:
+        MessageFactory(company=rival, to_name=value, status_reason=value, provider=value[:30])
+    MessageFactory(company=rival, to_name="-12", to_address="+14155550123")
+
+    def selection():
+        with scopes_disabled():
+            return exports.select(
+                company=None,
+                all_companies=True,
+                source="logs",
+                source_id=None,
+                query="period=all",
+                include_content=True,
+            )
+
+    with scopes_disabled():
+        by_database = [tuple(row) for row in exports.rows(selection(), as_text=as_text)]
+        chosen = selection()
+        fields = exports.FIELDS + exports.CONTENT_FIELDS
+        by_python = [
+            tuple(row)
+            for row in exports.build_rows(
+                chosen.queryset.values_list(*fields),
+                include_content=True,
+                as_time=exports.text_time if as_text else exports.excel_time,
+            )
+        ]
+    assert len(by_database) == 134 + 1 + len(DANGEROUS) + 1
+    assert by_database == by_python
