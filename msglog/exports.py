@@ -79,6 +79,7 @@ PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(?:[.,][0-9]+)?")
 # The same two tests as PostgreSQL regular expressions, for rows the database formats.
 SQL_FORMULA = "^ *[" + "".join(sorted(FORMULA_TRIGGERS - {"-"})) + "-]"
 SQL_PLAIN_NUMBER = "^[+-]?[0-9]+([.,][0-9]+)?$"
+FIRST_CHARACTERS = sorted(FORMULA_TRIGGERS | {" "})
 
 
 def neutralize(value: str) -> str:
@@ -433,10 +434,23 @@ class Neutralized(Func):
 
     def as_sql(self, compiler, connection, **extra):
         sql, params = compiler.compile(self.source_expressions[0])
+        # The first character alone rules out nearly every value: the regular
+        # expressions run only for the few that start with a trigger or a space.
+        firsts = ", ".join(["%s"] * len(FIRST_CHARACTERS))
         quote = "''''"  # a quote, as an SQL string
         return (
-            f"CASE WHEN {sql} ~ %s AND {sql} !~ %s THEN {quote} || {sql} ELSE {sql} END",
-            [*params, SQL_FORMULA, *params, SQL_PLAIN_NUMBER, *params, *params],
+            f"CASE WHEN left({sql}, 1) IN ({firsts}) AND {sql} ~ %s AND {sql} !~ %s "
+            f"THEN {quote} || {sql} ELSE {sql} END",
+            [
+                *params,
+                *FIRST_CHARACTERS,
+                *params,
+                SQL_FORMULA,
+                *params,
+                SQL_PLAIN_NUMBER,
+                *params,
+                *params,
+            ],
         )
 
 
