@@ -475,8 +475,8 @@ def labelled(name: str, default) -> Case:
     )
 
 
-def database_columns(selection: Selection, *, as_text: bool) -> list[str]:
-    """Annotate the queryset with the columns, built by the database; their names."""
+def database_columns(selection: Selection, *, as_text: bool) -> tuple[QuerySet, list[str]]:
+    """The selection's queryset annotated with the columns the database builds; their names."""
     text = TextField()
     zone_name = Coalesce(NullIf(F("company__timezone"), Value("")), Value("UTC"), output_field=text)
     expressions = [
@@ -503,8 +503,7 @@ def database_columns(selection: Selection, *, as_text: bool) -> list[str]:
     if selection.include_content:
         expressions += [Neutralized(F("subject")), Neutralized(F("body_text"))]
     names = [f"export_{i}" for i in range(len(expressions))]
-    selection.queryset = selection.queryset.annotate(**dict(zip(names, expressions, strict=True)))
-    return names
+    return selection.queryset.annotate(**dict(zip(names, expressions, strict=True))), names
 
 
 # --- Writing ------------------------------------------------------------------------------
@@ -555,8 +554,8 @@ def _csv_by_copy(
     selection: Selection, on_progress: Callable[[int], None] | None
 ) -> Iterator[bytes]:
     """PostgreSQL writes the rows as CSV itself (COPY ... TO STDOUT), streamed in blocks."""
-    names = database_columns(selection, as_text=True)
-    sql, params = selection.queryset.values_list(*names).query.sql_with_params()
+    queryset, names = database_columns(selection, as_text=True)
+    sql, params = queryset.values_list(*names).query.sql_with_params()
     pending: list[bytes] = []
     size = lines = 0
     with connection.cursor() as cursor:
