@@ -18,21 +18,21 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Run in the child: export every message of one company, report timings and peak memory.
 CHILD = """
-import json, os, resource, sys, time
+import json, os, resource, sys, tempfile, time
 import django
 django.setup()
 from django_scopes import scope
 from companies.models import Company
 from msglog import exports
 
-file_format, company_id = sys.argv[1], int(sys.argv[2])
+file_format, company_id, query = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 start = time.perf_counter()
 company = Company.objects.get(pk=company_id)
 figures = {}
 with scope(company=company.pk):
     selection = exports.select(
         company=company, all_companies=False, source="logs", source_id=None,
-        query="period=all", include_content=False,
+        query=query, include_content=False,
     )
     with open(os.devnull, "wb") as sink:
         if file_format == "csv":
@@ -46,7 +46,9 @@ with scope(company=company.pk):
                 rows += chunk.count(b"\\n")
             rows -= 1
         else:
-            rows = exports.write_xlsx(selection, sink)
+            with tempfile.TemporaryFile() as spool:  # a zip file needs a real file
+                rows = exports.write_xlsx(selection, spool)
+                figures["file_mb"] = spool.tell() / 1024 / 1024
 seconds = time.perf_counter() - start
 figures.update(
     rows=rows,
@@ -57,15 +59,16 @@ print(json.dumps(figures))
 """
 
 
-def run_child(file_format: str, company_id: int) -> dict:
+def run_child(file_format: str, company_id: int, query: str = "period=all") -> dict:
     result = subprocess.run(
-        [sys.executable, "-c", CHILD, file_format, str(company_id)],
+        [sys.executable, "-c", CHILD, file_format, str(company_id), query],
         cwd=ROOT,
         env={**os.environ},
         capture_output=True,
         text=True,
-        check=True,
     )
+    if result.returncode:
+        raise RuntimeError(f"the {file_format} export failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 

@@ -420,8 +420,8 @@ def rows(selection: Selection, *, as_text: bool) -> Iterator[Sequence]:
     the same rules as :func:`build_rows`, written as SQL by :func:`database_columns`.
     """
     if connection.vendor == "postgresql":
-        names = database_columns(selection, as_text=as_text)
-        return selection.queryset.values_list(*names, *KEY_FIELDS).iterator(chunk_size=CHUNK_ROWS)
+        queryset, names = database_columns(selection, as_text=as_text)
+        return queryset.values_list(*names, *KEY_FIELDS).iterator(chunk_size=CHUNK_ROWS)
     fields = FIELDS + CONTENT_FIELDS if selection.include_content else FIELDS
     records = selection.queryset.values_list(*fields).iterator(chunk_size=CHUNK_ROWS)
     return build_rows(records, selection.include_content, text_time if as_text else excel_time)
@@ -637,10 +637,12 @@ def write_xlsx(
     for record in rows(selection, as_text=False):
         row = list(record[:-KEYS])
         totals.add(*record[-KEYS:], row[at_segments], row[at_credits])
-        # XML cannot hold most control characters and openpyxl refuses them: they go.
         for i in text_columns:
             value = row[i]
-            if value.__class__ is str and ILLEGAL_CHARACTERS_RE.search(value):
+            if value == "":
+                row[i] = None  # an empty cell is left out of the file, not written empty
+            elif value.__class__ is str and ILLEGAL_CHARACTERS_RE.search(value):
+                # XML cannot hold most control characters and openpyxl refuses them.
                 row[i] = ILLEGAL_CHARACTERS_RE.sub("", value)
         sheet.append(row)
         written += 1
