@@ -15,6 +15,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# openpyxl writes a few thousand rows a second at best: the whole million would take the
+# benchmark most of an hour, so the Excel figure is measured on a week of the same log
+# (memory does not grow with rows: write-only mode, inline strings, a server-side cursor).
+XLSX_QUERY = "period=7d"
 
 # Run in the child: export every message of one company, report timings and peak memory.
 CHILD = """
@@ -87,16 +91,36 @@ def summarize(runs: list[dict]) -> dict:
     return figures
 
 
+def view_first_byte(company, runs: int = 5) -> dict:
+    """The Export menu's CSV button as a browser meets it: POST to the first bytes of the
+    file (filters, the row count that decides inline or background, the audit entry)."""
+    from .bench import BENCH_USER, allow_test_client, signed_in, timed
+
+    allow_test_client()
+    client = signed_in(BENCH_USER, company)
+    form = {"format": "csv", "source": "logs", "query": "period=today"}
+
+    def first_chunk():
+        response = client.post("/exports/new/", form)
+        assert response.status_code == 200 and response.streaming, response.status_code
+        next(iter(response.streaming_content))
+        response.close()
+
+    return {"query": form["query"], **timed(first_chunk, runs, warmup=1)}
+
+
 def bench_exports(csv_runs: int = 3, xlsx_runs: int = 1) -> dict:
-    """CSV and Excel of the biggest company's whole log (issue 7's targets in `targets`)."""
+    """CSV of the biggest company's whole log; Excel of its last 7 days (see the note)."""
     from .bench import biggest_company, company_messages  # bench.py lists this benchmark
 
     company = biggest_company()
     csv_figures = summarize([run_child("csv", company.pk) for _ in range(csv_runs)])
-    xlsx_figures = summarize([run_child("xlsx", company.pk) for _ in range(xlsx_runs)])
+    xlsx_figures = summarize([run_child("xlsx", company.pk, XLSX_QUERY) for _ in range(xlsx_runs)])
     return {
         "company_messages": company_messages(company),
         "csv": csv_figures,
+        "csv_view_first_byte": view_first_byte(company),
+        "xlsx_query": XLSX_QUERY,
         "xlsx": xlsx_figures,
         "targets": {
             "csv": "≥ 50,000 rows/s, first byte ≤ 1 s, peak ≤ 150 MB",

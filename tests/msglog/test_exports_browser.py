@@ -47,9 +47,12 @@ def test_an_accountant_downloads_the_filtered_rows_as_csv_and_excel(
     assert {r["Channel"] for r in rows} == {"SMS"}
     assert "+14155559999" not in {r["Recipient"] for r in rows}
 
-    page.click(".export-menu summary")
+    # The page stayed where it was: the menu is still open, with the filters applied.
+    assert page.locator(".export-menu[open]").count() == 1
     with page.expect_download() as download_info:
         page.click(".export-menu button[value=xlsx]")
-    book = openpyxl.load_workbook(download_info.value.path())
+    assert download_info.value.suggested_filename.endswith(".xlsx")
+    with open(download_info.value.path(), "rb") as f:  # the saved file has no extension
+        book = openpyxl.load_workbook(f)
     assert book["Messages"].max_row == 36
     assert "Totals" in book.sheetnames
