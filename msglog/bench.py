@@ -24,6 +24,7 @@ from companies.models import Company, Membership
 from companies.roles import Role
 
 from . import bench_sending
+from .bench_exports import bench_exports
 from .bench_retention import bench_retention
 from .bench_webhooks import bench_webhooks
 from .models import DailyRollup, Message
@@ -205,4 +206,5 @@ BENCHMARKS: dict[str, Callable[[], dict]] = {
     "webhooks": bench_webhooks,
     "enqueue": bench_sending.bench_enqueue,
     "throughput": bench_sending.bench_throughput,
+    "exports": bench_exports,
 }

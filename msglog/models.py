@@ -429,3 +429,74 @@ class InboundReport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source} {self.event or self.status} for {self.provider_message_id}"
+
+
+# --- Exports (issue 7) ------------------------------------------------------------------
+
+
+class Export(models.Model):
+    """One CSV or Excel file of filtered messages, made in the background (msglog.exports).
+
+    Small exports stream straight to the browser and leave only an audit entry; big ones
+    become an Export: a file under MEDIA_ROOT that belongs to the company, is listed on
+    the Exports page and is deleted once `expires_at` passes (or by retention).
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Waiting"
+        RUNNING = "running", "Writing"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    public_id = models.CharField(max_length=24, unique=True, default=new_public_id, editable=False)
+    company = models.ForeignKey("companies.Company", on_delete=models.CASCADE, related_name="+")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    file_format = models.CharField(max_length=10)
+    source = models.CharField(max_length=20, help_text="The view exported: logs, failed, ...")
+    source_id = models.BigIntegerField(null=True, blank=True, help_text="Its contact or batch")
+    query = models.TextField(blank=True, help_text="The view's query string")
+    filters = models.JSONField(default=dict, blank=True, help_text="The filters, as applied")
+    include_content = models.BooleanField(default=False)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    rows_expected = models.PositiveIntegerField(default=0)
+    rows_written = models.PositiveIntegerField(default=0)
+    file_path = models.CharField(max_length=300, blank=True, help_text="Under MEDIA_ROOT")
+    file_name = models.CharField(max_length=200, blank=True, help_text="The download's name")
+    file_size = models.BigIntegerField(default=0)
+    error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField()
+
+    objects = ScopedManager(company="company")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["company", "-created_at"], name="export_company_time"),
+            models.Index(fields=["expires_at"], name="export_expiry"),
+        ]
+
+    def __str__(self) -> str:
+        return self.file_name or f"{self.file_format} export {self.public_id}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("export-detail", kwargs={"public_id": self.public_id})
+
+    @property
+    def percent(self) -> int:
+        if self.state == self.State.READY:
+            return 100
+        if not self.rows_expected:
+            return 0
+        return min(99, self.rows_written * 100 // self.rows_expected)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in {self.State.READY, self.State.FAILED}
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at <= timezone.now()

@@ -307,3 +307,14 @@ LOGGING = {
         "urllib3": {"level": "WARNING"},
     },
 }
+
+# --- Exports (issue 7): bigger exports run in the background, files expire. ---
+EXPORT_CSV_INLINE_MAX_ROWS = int(os.environ.get("EXPORT_CSV_INLINE_MAX_ROWS", "100000"))
+EXPORT_XLSX_INLINE_MAX_ROWS = int(os.environ.get("EXPORT_XLSX_INLINE_MAX_ROWS", "20000"))
+EXPORT_FILE_HOURS = int(os.environ.get("EXPORT_FILE_HOURS", "72"))
+# Exports get a queue of their own, so a long file never delays sends or maintenance.
+CELERY_TASK_ROUTES["msglog.tasks.run_export"] = {"queue": "exports"}
+CELERY_BEAT_SCHEDULE["delete-expired-exports"] = {
+    "task": "msglog.tasks.delete_expired_exports",
+    "schedule": 3600.0,
+}

@@ -240,3 +240,23 @@ def prune_provider_reports() -> int:
 
     with scopes_disabled():
         return reports.prune()
+
+
+# --- Exports (issue 7) --------------------------------------------------------------------
+
+
+@shared_task(name="msglog.tasks.run_export", queue="exports")
+def run_export(company_id: int, export_id: int) -> str:
+    """Write a background export's file."""
+    from . import exports
+
+    with company_scope(company_id):
+        return exports.run_job(export_id)
+
+
+@shared_task(name="msglog.tasks.delete_expired_exports", queue="maintenance")
+def delete_expired_exports() -> int:
+    from . import exports
+
+    with scopes_disabled():
+        return exports.delete_expired()

@@ -9,6 +9,7 @@ from companies.views import switch_company
 from templates_app.views import TemplateDetailView
 
 from .views import base, compose, erasure, failed, logs, messages
+from .views import exports as export_views
 
 urlpatterns = [
     path("", base.home, name="home"),
@@ -63,3 +64,15 @@ urlpatterns += [
 
 # Provider webhooks and tracking (msglog/webhooks).
 urlpatterns += [path("webhooks/", include("msglog.webhooks.urls"))]
+
+# Exports (issue 7)
+urlpatterns += [
+    path("exports/", export_views.ExportListView.as_view(), name="exports"),
+    path("exports/new/", export_views.ExportCreateView.as_view(), name="export-create"),
+    path("exports/<str:public_id>/", export_views.ExportDetailView.as_view(), name="export-detail"),
+    path(
+        "exports/<str:public_id>/download/",
+        export_views.ExportDownloadView.as_view(),
+        name="export-download",
+    ),
+]

@@ -8,13 +8,14 @@ import re
 import pytest
 from django.apps import apps
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
 from django_scopes import scope, scopes_disabled
 from django_scopes.exceptions import ScopeError
 
 from companies import audit
 from companies.models import Company, Contact, CreditLedgerEntry, Membership
 from companies.roles import Role
-from msglog.models import DailyRollup, Message
+from msglog.models import DailyRollup, Export, Message
 from tests.conftest import Persona
 from tests.factories import (
     BatchFactory,
@@ -125,6 +126,10 @@ def rival_objects(rival, outsider):
             messages=1,
         )
     audit_entry = audit.record(audit.Action.LOGIN, "Signed in", company=rival)
+    with scopes_disabled():
+        export = Export.objects.create(
+            company=rival, file_format="csv", source="logs", expires_at=timezone.now()
+        )
     objects = [
         template,
         version,
@@ -137,6 +142,7 @@ def rival_objects(rival, outsider):
         membership,
         rollup,
         audit_entry,
+        export,
     ]
     assert {type(o) for o in objects} >= set(scoped_models())
     return objects
