@@ -166,6 +166,8 @@ class LogsView(CompanyViewMixin, SingleTableMixin, FilterView):
         )
         if cards is not None and filterset.is_valid() and filterset.rollups_can_answer():
             count, more = cards.total, False  # the rollups counted exactly these messages
+        elif self.search_ids is not None:
+            count, more = len(self.search_ids), False
         else:
             count, more = capped_count(self.object_list)
         visible = set(OPTIONAL_COLUMNS) - hidden_columns(self.visible_columns)
@@ -215,11 +217,13 @@ class LogsView(CompanyViewMixin, SingleTableMixin, FilterView):
         When at most a capped count of messages match, their ids stand in for the search;
         more matches keep the search itself (the rows then come from the newest end).
         """
+        self.search_ids: list[int] | None = None
         if not filterset.is_valid() or not filterset.form.cleaned_data.get("q"):
             return matches
         ids = list(matches.order_by().values_list("pk", flat=True)[: COUNT_CAP + 1])
         if len(ids) > COUNT_CAP:
             return matches
+        self.search_ids = ids
         return self.get_queryset().filter(pk__in=ids)
 
     def stats(self, filterset: MessageFilter, matches: QuerySet):
