@@ -18,7 +18,7 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import rollups
+from . import batches, rollups
 from .models import Message, StatusEvent
 from .statuses import DERIVED_FIELDS, EventFact, derive
 
@@ -130,6 +130,7 @@ def refresh_messages(message_ids: Iterable[int]) -> dict[int, dict]:
             facts[event.message_id].append(fact_of(event))
         changed_messages = []
         deltas: dict[rollups.Bucket, list[int]] = {}
+        batch_deltas: batches.BatchDeltas = {}
         for message in locked:
             derived = derive(facts[message.pk], initial=message.status).as_fields()
             changed = {k: v for k, v in derived.items() if getattr(message, k) != v}
@@ -137,6 +138,7 @@ def refresh_messages(message_ids: Iterable[int]) -> dict[int, dict]:
                 continue
             if "status" in changed:
                 rollups.add_move(deltas, message, changed["status"])
+                batches.add_move(batch_deltas, message, changed["status"])
             for field, value in changed.items():
                 setattr(message, field, value)
             message.updated_at = now
@@ -147,6 +149,7 @@ def refresh_messages(message_ids: Iterable[int]) -> dict[int, dict]:
                 changed_messages, [*DERIVED_FIELDS, "updated_at"], batch_size=500
             )
             rollups.apply_deltas({k: tuple(v) for k, v in deltas.items()})
+            batches.apply_moves(batch_deltas)
     return changes
 
 

@@ -33,7 +33,7 @@ from companies.models import Company, Contact, CreditLedgerEntry
 from templates_app.models import MessageTemplateVersion
 from templates_app.rendering import render
 
-from . import rollups
+from . import batches, rollups
 from .events import apply_report, new_event, record_event, record_events
 from .kinds import Category, Channel
 from .models import Batch, Message, StatusEvent, Suppression
@@ -365,10 +365,7 @@ def send_many(
         CreditLedgerEntry.objects.bulk_create(ledger, batch_size=5000)
     rollups.count_created(messages)
     if batch is not None:
-        Batch.objects.filter(pk=batch.pk).update(
-            total_count=F("total_count") + len(messages),
-            failed_count=F("failed_count") + sum(1 for v in verdicts if v.status),
-        )
+        batches.count_created(batch, messages)
 
     ready = [m.pk for m in messages if m.status == Status.QUEUED]
     if ready:
@@ -449,6 +446,9 @@ def deliver(message_id: int, attempt: int | None = None) -> str:
     message = claim(message_id) if attempt is None else take_retry(message_id, attempt)
     if message is None:
         return "not ours"
+    if batches.is_stopped(message.batch_id):  # the last check before the call
+        batches.cancel_claimed([message])
+        return Status.CANCELED
     attempt = message.attempts
     provider = get_provider(message.channel, message.provider or None)
     try:
@@ -505,6 +505,7 @@ def claim_many(company_id: int, message_ids: Sequence[int]) -> list[Message]:
         cursor.execute(
             f"UPDATE {Message._meta.db_table} SET status = %s, attempts = attempts + 1, "  # noqa: S608
             f"updated_at = %s WHERE company_id = %s AND status = %s AND id IN ({placeholders}) "
+            f"AND {batches.NOT_STOPPED_SQL} "  # never a message of a stopped batch (issue 6)
             "RETURNING id",
             [Status.SENDING, now, company_id, Status.QUEUED, *message_ids],
         )
@@ -532,6 +533,10 @@ def deliver_many(company_id: int, message_ids: Sequence[int]) -> list[str]:
     handed_over: list[tuple[Message, Accepted, str]] = []
     providers: dict[tuple[str, str], object] = {}
     for message in claim_many(company_id, message_ids):
+        if batches.is_stopped(message.batch_id):  # the last check before the call
+            batches.cancel_claimed([message])
+            outcomes[message.pk] = Status.CANCELED
+            continue
         key = (message.channel, message.provider)
         provider = providers.get(key) or providers.setdefault(
             key, get_provider(message.channel, message.provider or None)

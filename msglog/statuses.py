@@ -11,12 +11,14 @@ rank   status                why it sits here
 =====  ====================  ==============================================================
 0      scheduled             waiting for its due time; being queued supersedes it
 1      queued                accepted, waiting for a worker
-2-6    channel_disabled,     never-sent outcomes decided before any provider call; any
+2-5    channel_disabled,     never-sent outcomes decided before any provider call; any
        invalid_recipient,    sign that a provider was called after all (sending and up)
        suppressed,           outranks them, because the record must say what happened
-       insufficient_credits,
-       canceled
-7      sending               a worker won the claim and is calling the provider
+       insufficient_credits
+6      sending               a worker won the claim and is calling the provider
+7      canceled              its batch was stopped: recorded only by the stop (for a message
+                             no worker claimed) or by the worker that claimed it and saw the
+                             stop before calling the provider, so it outranks `sending`
 8      sent                  the provider accepted it; intermediate
 9      failed                the send failed (provider error, retries exhausted)
 10     undelivered           the carrier reported non-delivery
@@ -148,8 +150,10 @@ PRECEDENCE: dict[Status, int] = {
             Status.INVALID_RECIPIENT,
             Status.SUPPRESSED,
             Status.INSUFFICIENT_CREDITS,
-            Status.CANCELED,
             Status.SENDING,
+            # Above sending: only a stop (before any claim) or the worker that claimed the
+            # message and did not hand it over records it (issue 6).
+            Status.CANCELED,
             Status.SENT,
             Status.FAILED,
             Status.UNDELIVERED,

@@ -147,14 +147,8 @@ def _template(message) -> str:
 def _batch(message) -> str:
     if message.batch_id is None:
         return _td("—")
-    return _td(
-        format_html(
-            '<a href="{}?batch={}&amp;period=all">{}</a>',
-            reverse("logs"),
-            message.batch_id,
-            message.batch.name,
-        )
-    )
+    url = reverse("batch-detail", kwargs={"batch_id": message.batch_id})
+    return _td(format_html('<a href="{}">{}</a>', url, message.batch.name))
 
 
 CELLS: dict[str, Callable[[object], str]] = {
