@@ -14,7 +14,7 @@ from django_scopes.exceptions import ScopeError
 from companies import audit
 from companies.models import Company, Contact, CreditLedgerEntry, Membership
 from companies.roles import Role
-from msglog.models import DailyRollup, Message
+from msglog.models import BatchUpload, DailyRollup, Message
 from tests.conftest import Persona
 from tests.factories import (
     BatchFactory,
@@ -125,6 +125,10 @@ def rival_objects(rival, outsider):
             messages=1,
         )
     audit_entry = audit.record(audit.Action.LOGIN, "Signed in", company=rival)
+    with scopes_disabled():
+        batch_upload = BatchUpload.objects.create(
+            company=rival, name="Theirs", template_version=version, report={"valid": 1}
+        )
     objects = [
         template,
         version,
@@ -137,6 +141,7 @@ def rival_objects(rival, outsider):
         membership,
         rollup,
         audit_entry,
+        batch_upload,
     ]
     assert {type(o) for o in objects} >= set(scoped_models())
     return objects
