@@ -23,6 +23,7 @@ from django_scopes import scope, scopes_disabled
 from companies.models import Company, Membership
 from companies.roles import Role
 
+from .bench_batches import bench_batch_create, bench_batch_stop
 from .models import DailyRollup, Message
 from .pagination import encode_cursor
 
@@ -198,4 +199,6 @@ def total_messages() -> int:
 BENCHMARKS: dict[str, Callable[[], dict]] = {
     "logs": bench_logs,
     "stats": bench_stats,
+    "batch_stop": bench_batch_stop,  # issue 6
+    "batch_create": bench_batch_create,  # issue 6
 }
