@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
@@ -430,8 +430,8 @@ def record_rows(upload_id: int, chunk: int = RECORD_CHUNK) -> int:
 
 # The claim's guard (sending.claim_many): a stopped batch's messages are never claimed.
 NOT_STOPPED_SQL = (
-    "(batch_id IS NULL OR NOT EXISTS (SELECT 1 FROM msglog_batch b "
-    "WHERE b.id = batch_id AND b.state = 'stopped'))"
+    "(msglog_message.batch_id IS NULL OR NOT EXISTS (SELECT 1 FROM msglog_batch b "
+    "WHERE b.id = msglog_message.batch_id AND b.state = 'stopped'))"
 )
 
 
@@ -462,6 +462,9 @@ def stop(batch: Batch, user=None, request=None) -> StopResult:
 
     now = timezone.now()
     with transaction.atomic():
+        # A chunk being recorded holds the upload's lock: the stop waits for it to commit,
+        # so the cancel below sees every message the batch will ever have.
+        list(BatchUpload.objects.select_for_update().filter(batch_id=batch.pk).only("pk"))
         won = Batch.objects.filter(
             pk=batch.pk, state__in=[Batch.State.RUNNING, Batch.State.SCHEDULED]
         ).update(state=Batch.State.STOPPED, stopped_at=now, stopped_by=user)
@@ -489,7 +492,10 @@ def stop(batch: Batch, user=None, request=None) -> StopResult:
 
 def cancel_unsent(batch: Batch, reason: str, chunk: int = 2_000) -> int:
     """Cancel the batch's queued and scheduled messages (its stop is already committed)."""
-
+    if connection.vendor == "postgresql":
+        canceled = _cancel_set_wise(batch, reason)
+        refund_canceled(Message.objects.filter(batch_id=batch.pk))
+        return canceled
     canceled = 0
     last = 0
     while True:
@@ -507,6 +513,64 @@ def cancel_unsent(batch: Batch, reason: str, chunk: int = 2_000) -> int:
             canceled += len(messages)
             last = messages[-1].pk
     return canceled
+
+
+# One statement for a 50,000-message batch instead of 25 rounds of refresh_messages. It
+# stores the very event _cancel() would (same dedupe key) and sets exactly the fields
+# events.refresh_messages would derive from it: for a queued or scheduled message,
+# `canceled` outranks every event it has, carries this reason and no error.
+CANCEL_SQL = """
+WITH target AS (
+    SELECT id, status AS old_status FROM msglog_message
+    WHERE batch_id = %(batch)s AND status IN ('queued', 'scheduled')
+    ORDER BY id FOR UPDATE
+), moved AS (
+    UPDATE msglog_message m
+    SET status = 'canceled', status_reason = %(reason)s, updated_at = %(now)s
+    FROM target WHERE m.id = target.id
+    RETURNING m.id, m.company_id, m.public_id, m.created_at, m.channel, m.category,
+              m.message_type, m.segments, m.credits, target.old_status
+), stored AS (
+    INSERT INTO msglog_statusevent (company_id, message_id, status, event, occurred_at,
+        received_at, source, error_code, error_message, reason, provider_event_id,
+        dedupe_key, raw_payload)
+    SELECT company_id, id, 'canceled', 'canceled', %(now)s, %(now)s, 'user', '', '',
+        %(reason)s, '', encode(sha256(convert_to(public_id || chr(31) || 'canceled', 'UTF8')),
+        'hex'), '{}'::jsonb
+    FROM moved
+    ON CONFLICT (message_id, dedupe_key) DO NOTHING
+)
+SELECT company_id, created_at, channel, category, message_type, segments, credits, old_status
+FROM moved
+"""
+
+
+def _cancel_set_wise(batch: Batch, reason: str) -> int:
+    from . import rollups
+
+    now = timezone.now()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(CANCEL_SQL, {"batch": batch.pk, "reason": reason, "now": now})
+        rows = cursor.fetchall()
+        deltas: dict = {}
+        moves: BatchDeltas = {}
+        for company_id, created_at, channel, category, kind, segments, credits, old in rows:
+            message = Message(
+                company_id=company_id,
+                created_at=created_at,
+                channel=channel,
+                category=category,
+                message_type=kind,
+                segments=segments,
+                credits=credits,
+                status=old,
+                batch_id=batch.pk,
+            )
+            rollups.add_move(deltas, message, Status.CANCELED)
+            add_move(moves, message, Status.CANCELED)
+        rollups.apply_deltas({k: tuple(v) for k, v in deltas.items()})
+        apply_moves(moves)
+    return len(rows)
 
 
 def cancel_claimed(messages: Sequence[Message]) -> None:
@@ -531,10 +595,10 @@ def _cancel(messages: Sequence[Message], reason: str) -> None:
             for m in messages
         ]
     )
-    refund_canceled([m.pk for m in messages])
+    refund_canceled(Message.objects.filter(pk__in=[m.pk for m in messages]))
 
 
-def refund_canceled(message_ids: Sequence[int]) -> int:
+def refund_canceled(messages: QuerySet) -> int:
     """Give back the credits of canceled SMS in one ledger entry per company."""
     from companies.models import CreditLedgerEntry
 
@@ -542,8 +606,8 @@ def refund_canceled(message_ids: Sequence[int]) -> int:
 
     with transaction.atomic():
         charged = list(
-            Message.objects.select_for_update()
-            .filter(pk__in=message_ids, status=Status.CANCELED, credits__gt=0)
+            messages.select_for_update()
+            .filter(status=Status.CANCELED, credits__gt=0)
             .order_by("pk")
         )
         if not charged:
