@@ -38,7 +38,7 @@ from companies.models import Company, Contact
 from templates_app.models import MessageTemplateVersion
 
 from .kinds import Channel
-from .models import Batch, BatchUpload, Message, StatusEvent
+from .models import Batch, BatchUpload, Message, StatusEvent, Suppression
 from .statuses import DELIVERED_GROUP, ENGAGEMENT, FAILED_GROUP, NEVER_SENT, RETRYABLE, Status
 
 # Recipients recorded per transaction: sending starts after the first chunk commits.
@@ -242,6 +242,19 @@ def read_csv(data: bytes | str, channel: str) -> tuple[list[tuple[int, str, str,
     return rows, ""
 
 
+def suppressions_among(company: Company, channel: str, addresses: dict) -> dict:
+    """The company's suppressions of these addresses. For a big upload, the company's whole
+    list on the channel is read once: far fewer rows than 100,000 lookups."""
+    from .sending import suppressions_for
+
+    if len(addresses) < 5_000:
+        return suppressions_for(company, channel, addresses)
+    entries = Suppression.objects.filter(company=company, channel=channel).only(
+        "address", "reason", "created_at"
+    )
+    return {e.address: e for e in entries.iterator(chunk_size=10_000) if e.address in addresses}
+
+
 def check_rows(
     company: Company, channel: str, rows: Iterable[tuple[int, str, str, dict]]
 ) -> tuple[list[Row], Report]:
@@ -251,7 +264,7 @@ def check_rows(
     once (later rows with the same address are duplicates); suppressed addresses are
     left out, as a send would record them `suppressed`.
     """
-    from .sending import normalize_address, suppressions_for
+    from .sending import normalize_address
 
     report = Report()
     seen: dict[str, int] = {}
@@ -267,7 +280,7 @@ def check_rows(
         else:
             seen[address] = line
             keep.append((line, address, name, context))
-    suppressed = suppressions_for(company, channel, seen)
+    suppressed = suppressions_among(company, channel, seen)
     send: list[Row] = []
     for line, address, name, context in keep:
         if address in suppressed:
@@ -447,10 +460,16 @@ def stoppable(batch: Batch) -> bool:
     return batch.state in (Batch.State.RUNNING, Batch.State.SCHEDULED)
 
 
+# Up to this many unsent messages are canceled within the Stop request; more are
+# canceled by a worker right after (the stop itself is committed first either way).
+CANCEL_INLINE_LIMIT = 5_000
+
+
 @dataclass
 class StopResult:
     stopped: bool
-    canceled: int = 0
+    canceled: int = 0  # canceled by now
+    canceling: int = 0  # being canceled by a worker
     already_sent: int = 0
     committed_at: datetime | None = None  # when no more claims could take its messages
 
@@ -471,27 +490,43 @@ def stop(batch: Batch, user=None, request=None) -> StopResult:
     if not won:
         return StopResult(stopped=False)
     committed_at = timezone.now()
-    who = (user.get_full_name() or user.get_username()) if user is not None else "an admin"
-    canceled = cancel_unsent(batch, reason=f"Batch stopped by {who}.")
     batch.refresh_from_db()
+    unsent = batch.pending_count
+    canceled = canceling = 0
+    if unsent > CANCEL_INLINE_LIMIT:
+        from .tasks import enqueue_cancel_batch
+
+        enqueue_cancel_batch(batch.company_id, batch.pk)  # autocommit: published now
+        canceling = unsent
+    else:
+        canceled = cancel_unsent(batch)
+        batch.refresh_from_db()
     audit.record(
         audit.Action.BATCH_STOPPED,
-        f"Stopped batch “{batch.name}”: {canceled} unsent canceled",
+        f"Stopped batch “{batch.name}”: {canceled or canceling} unsent canceled",
         request=request,
         company=batch.company_id,
         actor=user,
-        details={"batch": batch.pk, "canceled": canceled, "sent": batch.sent_count},
+        details={"batch": batch.pk, "canceled": canceled or canceling, "sent": batch.sent_count},
     )
     return StopResult(
         stopped=True,
         canceled=canceled,
+        canceling=canceling,
         already_sent=batch.sent_count,
         committed_at=committed_at,
     )
 
 
-def cancel_unsent(batch: Batch, reason: str, chunk: int = 2_000) -> int:
+def stop_reason(batch: Batch) -> str:
+    who = batch.stopped_by
+    name = (who.get_full_name() or who.get_username()) if who is not None else "an admin"
+    return f"Batch stopped by {name}."
+
+
+def cancel_unsent(batch: Batch, chunk: int = 2_000) -> int:
     """Cancel the batch's queued and scheduled messages (its stop is already committed)."""
+    reason = stop_reason(batch)
     if connection.vendor == "postgresql":
         canceled = _cancel_set_wise(batch, reason)
         refund_canceled(Message.objects.filter(batch_id=batch.pk))

@@ -186,3 +186,15 @@ def record_batch(company_id: int, upload_id: int) -> int:
     """Record a confirmed batch's recipients as messages, a chunk at a time."""
     with company_scope(company_id):
         return batches.record_rows(upload_id)
+
+
+def enqueue_cancel_batch(company_id: int, batch_id: int) -> None:
+    enqueue_on_commit(cancel_batch, company_id, batch_id)
+
+
+@shared_task(name="msglog.tasks.cancel_batch", queue="maintenance")
+def cancel_batch(company_id: int, batch_id: int) -> int:
+    """Cancel the unsent messages of a stopped batch (a big one, after its Stop)."""
+    with company_scope(company_id):
+        batch = batches.Batch.objects.filter(pk=batch_id).first()
+        return batches.cancel_unsent(batch) if batch is not None else 0

@@ -143,11 +143,12 @@ class StopBatchView(CompanyViewMixin, View):
         batch = company_batch(request, batch_id)
         result = batches.stop(batch, request.user, request=request)
         if result.stopped:
+            unsent = result.canceled or result.canceling
+            done = "canceled" if result.canceled or not result.canceling else "being canceled"
             messages.success(
                 request,
-                f"Stopped. {result.canceled} unsent message{'s' if result.canceled != 1 else ''} "
-                f"canceled; the {result.already_sent} already handed to the provider are not "
-                "recalled.",
+                f"Stopped. {unsent} unsent message{'s' if unsent != 1 else ''} {done}; "
+                f"the {result.already_sent} already handed to the provider are not recalled.",
             )
         else:
             messages.info(
