@@ -9,7 +9,7 @@ COPY templates_app ./templates_app
 RUN pip install --no-cache-dir .
 COPY . .
 RUN SECRET_KEY=build-only python manage.py collectstatic --no-input -v 0
-RUN useradd --system --home /app msglog && mkdir -p /app/var && chown msglog /app/var
+RUN useradd --system --home /app msglog && mkdir -p /app/var/media && chown -R msglog /app/var
 USER msglog
 EXPOSE 8000
 CMD ["gunicorn", "msglog.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3"]

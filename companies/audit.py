@@ -43,3 +43,15 @@ def record(
             summary=summary[:300],
             details=details or {},
         )
+
+
+def record_login(sender, request: HttpRequest | None, user, **kwargs) -> None:
+    """A sign-in, in the audit log of every company the person belongs to."""
+    from .models import Membership
+
+    with scopes_disabled():
+        company_ids = list(
+            Membership.objects.filter(user=user).values_list("company_id", flat=True)
+        )
+    for company_id in company_ids or [None]:
+        record(Action.LOGIN, "Signed in", company=company_id, actor=user)

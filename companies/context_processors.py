@@ -1,5 +1,6 @@
 from functools import cache
 
+from . import credits
 from .models import Company
 from .roles import Perm
 from .tenancy import ALL_COMPANIES
@@ -15,6 +16,8 @@ def tenancy(request):
         "all_companies": all_companies,
         "company_choices": cache(lambda: _company_choices(request, company, all_companies)),
         "can": {perm.value: perm in perms for perm in Perm},
+        # The Logs page's low-balance warning reads the loaded company: no query.
+        "credits_low": company is not None and credits.is_low(company),
     }
 
 

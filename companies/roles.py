@@ -21,12 +21,13 @@ class Perm(StrEnum):
     SEND = "send"  # compose and resend
     MANAGE_BATCHES = "manage_batches"  # create, stop, restart
     MANAGE_COMPANY = "manage_company"  # settings, members, erasure, audit log
+    VIEW_CREDITS = "view_credits"  # SMS credit balance, ledger and credits used per period
 
 
 ROLE_PERMS: dict[str, frozenset[Perm]] = {
     Role.ADMIN: frozenset(Perm),
     Role.SUPPORT: frozenset({Perm.VIEW_LOGS, Perm.VIEW_CONTENT, Perm.SEND}),
-    Role.ACCOUNTANT: frozenset({Perm.VIEW_LOGS, Perm.EXPORT}),
+    Role.ACCOUNTANT: frozenset({Perm.VIEW_LOGS, Perm.EXPORT, Perm.VIEW_CREDITS}),
     Role.VIEWER: frozenset({Perm.VIEW_LOGS}),
 }
 
@@ -37,6 +38,7 @@ WHY_NOT: dict[Perm, str] = {
     Perm.MANAGE_BATCHES: "Only company admins can create, stop or restart batches.",
     Perm.MANAGE_COMPANY: "Only company admins can change company settings.",
     Perm.VIEW_LOGS: "You are not a member of this company.",
+    Perm.VIEW_CREDITS: "Only admins and accountants can see the SMS credits.",
 }
 
 

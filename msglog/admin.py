@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Batch, Message, StatusEvent, Suppression
+from .models import Batch, InboundReport, Message, StatusEvent, Suppression
 
 
 class StatusEventInline(admin.TabularInline):
@@ -44,3 +44,19 @@ class SuppressionAdmin(admin.ModelAdmin):
     list_filter = ("channel", "reason")
     search_fields = ("address",)
     raw_id_fields = ("message",)
+
+
+@admin.register(InboundReport)
+class InboundReportAdmin(admin.ModelAdmin):
+    """Provider reports as received: operators find orphans and ignored reports here."""
+
+    list_display = ("received_at", "source", "kind", "event", "state", "reason", "address")
+    list_filter = ("state", "source", "kind")
+    search_fields = ("provider_message_id", "public_id", "address")
+    date_hierarchy = "received_at"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

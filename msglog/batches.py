@@ -6,8 +6,12 @@ a :class:`BatchUpload`; confirming it creates the :class:`Batch`, and a worker r
 the upload's rows as messages in chunks through :func:`sending.send_many`, so sending
 starts with the first chunk and the web request never waits for 100,000 rows.
 
-Counters move with the messages (:func:`add_move` beside the daily rollups in
-:func:`events.refresh_messages`), so the Batches page never counts rows.
+Counters move with the messages, so the Batches page never counts rows. :func:`add_move`
+(collect) and :func:`apply_moves` (write, then :func:`settle` the batch's state) are the
+one place they move: beside the daily rollups in :func:`events.refresh_messages`, and in
+the paths that set a status without it (the claim, the one-UPDATE acceptance in
+:func:`sending.accept_many`, the set-wise cancel below); new messages are counted by
+:func:`count_created`.
 
 Stop takes two commits. The first marks the batch stopped: from then on no claim takes
 one of its messages (the claim's WHERE clause, :data:`NOT_STOPPED_SQL`) and a worker
@@ -453,6 +457,17 @@ def is_stopped(batch_id: int | None) -> bool:
     return (
         batch_id is not None
         and Batch.objects.filter(pk=batch_id, state=Batch.State.STOPPED).exists()
+    )
+
+
+def stopped_among(batch_ids: Iterable[int | None]) -> set[int]:
+    """Which of these batches were stopped, in one query (the check before a provider
+    call that hands over many messages at once)."""
+    ids = {batch_id for batch_id in batch_ids if batch_id is not None}
+    if not ids:
+        return set()
+    return set(
+        Batch.objects.filter(pk__in=ids, state=Batch.State.STOPPED).values_list("pk", flat=True)
     )
 
 

@@ -23,7 +23,11 @@ from django_scopes import scope, scopes_disabled
 from companies.models import Company, Membership
 from companies.roles import Role
 
+from . import bench_sending
 from .bench_batches import bench_batch_create, bench_batch_stop
+from .bench_exports import bench_exports
+from .bench_retention import bench_retention
+from .bench_webhooks import bench_webhooks
 from .models import DailyRollup, Message
 from .pagination import encode_cursor
 
@@ -176,7 +180,7 @@ def bench_stats(runs: int = 50) -> dict:
         with scope(company=company.pk):
             filterset = MessageFilter(request.GET, queryset=Message.objects.none(), company=company)
             filterset.is_valid()
-            return view.stats(filterset)
+            return view.stats(filterset, filterset.qs)
 
     return {"cards_and_histogram_30_days": timed(compute, runs)}
 
@@ -199,6 +203,11 @@ def total_messages() -> int:
 BENCHMARKS: dict[str, Callable[[], dict]] = {
     "logs": bench_logs,
     "stats": bench_stats,
+    "retention": bench_retention,
+    "webhooks": bench_webhooks,
+    "enqueue": bench_sending.bench_enqueue,
+    "throughput": bench_sending.bench_throughput,
+    "exports": bench_exports,
     "batch_stop": bench_batch_stop,  # issue 6
     "batch_create": bench_batch_create,  # issue 6
 }

@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import batches, rollups
+from .bulk_update import update_fields
 from .models import Message, StatusEvent
 from .statuses import DERIVED_FIELDS, EventFact, derive
 
@@ -112,7 +113,8 @@ def store_event(message: Message, event: StatusEvent) -> bool:
 def refresh_messages(message_ids: Iterable[int]) -> dict[int, dict]:
     """Recompute messages' status fields from their events, under row locks.
 
-    Returns what changed, by message id. Rollups move with each status change.
+    Returns what changed, by message id. Rollups and batch counters move with each
+    status change (rollups.add_move; batches.add_move, the one place batch counters move).
     """
     ids = sorted(set(message_ids))
     if not ids:
@@ -145,9 +147,7 @@ def refresh_messages(message_ids: Iterable[int]) -> dict[int, dict]:
             changes[message.pk] = changed
             changed_messages.append(message)
         if changed_messages:
-            Message.objects.bulk_update(
-                changed_messages, [*DERIVED_FIELDS, "updated_at"], batch_size=500
-            )
+            update_fields(changed_messages, [*DERIVED_FIELDS, "updated_at"])
             rollups.apply_deltas({k: tuple(v) for k, v in deltas.items()})
             batches.apply_moves(batch_deltas)
     return changes

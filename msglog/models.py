@@ -270,6 +270,7 @@ class StatusEvent(models.Model):
         ANYMAIL = "anymail", "Email provider"
         POLL = "poll", "Provider poll"
         USER = "user", "User action"
+        TRACKING = "tracking", "Open/click tracking"
 
     company = models.ForeignKey(
         "companies.Company", on_delete=models.CASCADE, related_name="+", db_index=False
@@ -411,3 +412,137 @@ class SimulatedSend(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider_message_id} to {self.to_address}"
+
+
+# --- Provider reports as received (msglog/webhooks) ---------------------------------------
+
+
+class InboundReport(models.Model):
+    """One report from outside (a provider's webhook, an inbound SMS, our own open or
+    click tracking), stored durably the moment it is authenticated and applied to its
+    message later, in batches, by a worker (msglog/webhooks/reports.py).
+
+    Not company data yet when it arrives: the company is known only once the report is
+    matched to a message, so this is platform data like SimulatedSend, keyed by what the
+    provider knows (its message id, the recipient address) and indexed on both, so
+    erasure and retention can delete by address. `dedupe_key` is the report's content
+    key, so a provider's re-delivery of the same report is stored once.
+    """
+
+    class Kind(models.TextChoices):
+        STATUS = "status", "Status report"
+        INBOUND = "inbound", "Inbound SMS"
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Waiting for a worker"
+        APPLIED = "applied", "Applied to its message"
+        ORPHAN = "orphan", "No such message (yet)"
+        IGNORED = "ignored", "Nothing to apply"
+
+    source = models.CharField(max_length=20)  # a StatusEvent.Source value
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.STATUS)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    reason = models.CharField(max_length=300, blank=True)
+    provider_message_id = models.CharField(max_length=100, blank=True)
+    public_id = models.CharField(max_length=24, blank=True)  # ours, when the report names it
+    address = models.CharField(max_length=254, blank=True)  # the recipient (inbound: sender)
+    status = models.CharField(max_length=24, blank=True)  # a Status value, or ""
+    event = models.CharField(max_length=40, blank=True)  # the provider's own word
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(default=timezone.now)
+    error_code = models.CharField(max_length=40, blank=True)
+    error_message = models.TextField(blank=True)
+    provider_event_id = models.CharField(max_length=100, blank=True)
+    dedupe_key = models.CharField(max_length=64, unique=True)
+    payload = models.JSONField(default=dict, blank=True)
+    company_id = models.BigIntegerField(null=True, blank=True)  # once matched
+    message_id = models.BigIntegerField(null=True, blank=True)  # once matched
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["id"], name="report_pending", condition=models.Q(state="pending")),
+            models.Index(
+                fields=["provider_message_id"],
+                name="report_orphan",
+                condition=models.Q(state="orphan"),
+            ),
+            models.Index(fields=["provider_message_id"], name="report_provider_id"),
+            models.Index(fields=["address"], name="report_address"),
+            models.Index(fields=["received_at"], name="report_received"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.event or self.status} for {self.provider_message_id}"
+
+
+# --- Exports (issue 7) ------------------------------------------------------------------
+
+
+class Export(models.Model):
+    """One CSV or Excel file of filtered messages, made in the background (msglog.exports).
+
+    Small exports stream straight to the browser and leave only an audit entry; big ones
+    become an Export: a file under MEDIA_ROOT that belongs to the company, is listed on
+    the Exports page and is deleted once `expires_at` passes (or by retention).
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Waiting"
+        RUNNING = "running", "Writing"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    public_id = models.CharField(max_length=24, unique=True, default=new_public_id, editable=False)
+    company = models.ForeignKey("companies.Company", on_delete=models.CASCADE, related_name="+")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    file_format = models.CharField(max_length=10)
+    source = models.CharField(max_length=20, help_text="The view exported: logs, failed, ...")
+    source_id = models.BigIntegerField(null=True, blank=True, help_text="Its contact or batch")
+    query = models.TextField(blank=True, help_text="The view's query string")
+    filters = models.JSONField(default=dict, blank=True, help_text="The filters, as applied")
+    include_content = models.BooleanField(default=False)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    rows_expected = models.PositiveIntegerField(default=0)
+    rows_written = models.PositiveIntegerField(default=0)
+    file_path = models.CharField(max_length=300, blank=True, help_text="Under MEDIA_ROOT")
+    file_name = models.CharField(max_length=200, blank=True, help_text="The download's name")
+    file_size = models.BigIntegerField(default=0)
+    error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField()
+
+    objects = ScopedManager(company="company")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["company", "-created_at"], name="export_company_time"),
+            models.Index(fields=["expires_at"], name="export_expiry"),
+        ]
+
+    def __str__(self) -> str:
+        return self.file_name or f"{self.file_format} export {self.public_id}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("export-detail", kwargs={"public_id": self.public_id})
+
+    @property
+    def percent(self) -> int:
+        if self.state == self.State.READY:
+            return 100
+        if not self.rows_expected:
+            return 0
+        return min(99, self.rows_written * 100 // self.rows_expected)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in {self.State.READY, self.State.FAILED}
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at <= timezone.now()

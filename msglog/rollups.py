@@ -11,11 +11,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from html import escape
 
 from django.db import connection, transaction
 from django.db.models import QuerySet
-from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 
 from .models import DailyRollup, Message
 from .statuses import DELIVERED_GROUP, FAILED_GROUP, INTERMEDIATE, Status
@@ -158,6 +158,21 @@ HISTOGRAM_STACKS: list[tuple[str, str, frozenset[str]]] = [
 ]
 
 
+def fetch_rows(queryset: QuerySet) -> list[dict]:
+    """The rows of a values() queryset, read without the ORM's per-row conversions.
+
+    A few months of a company's (day, status) groups are a thousand rows; the database
+    driver already gives dates and integers, so Django's converters only cost time.
+    """
+    if connection.vendor != "postgresql":  # SQLite gives dates as text: let Django convert
+        return list(queryset)
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        names = [column.name for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
 def summarize(rows: Iterable[dict], today: date):
     """Cards and daily stacks from rows of {day, status, n, seg, cred}."""
     total = sent_today = failed_today = delivered = sent = segments = credits = 0
@@ -190,26 +205,17 @@ def rollups_for(company) -> QuerySet:
 
 def daily_table_html(days: list[date], series: dict[str, list[int]]) -> SafeString:
     """The histogram as a table (what a reader without JavaScript gets), rendered in one
-    pass: a month of days times every stack is hundreds of cells."""
-    head = format_html_join("", "<th>{}</th>", ((label,) for _, label, _ in HISTOGRAM_STACKS))
-    body = format_html_join(
-        "",
-        "<tr><td>{}</td>{}</tr>",
-        (
-            (
-                f"{day:%b} {day.day}",
-                format_html_join(
-                    "",
-                    '<td class="num">{}</td>',
-                    ((series[key][i],) for key, _, _ in HISTOGRAM_STACKS),
-                ),
-            )
-            for i, day in enumerate(days)
-        ),
+    pass of plain strings: a few months of days times every stack is thousands of cells,
+    and every cell is an integer."""
+    head = "".join(f"<th>{escape(str(label))}</th>" for _, label, _ in HISTOGRAM_STACKS)
+    columns = [series.get(key, ()) for key, _, _ in HISTOGRAM_STACKS]
+    body = "".join(
+        f"<tr><td>{day:%b} {day.day}</td>"
+        + "".join(f'<td class="num">{int(column[i])}</td>' for column in columns)
+        + "</tr>"
+        for i, day in enumerate(days)
     )
-    return format_html(
-        '<table class="table compact"><thead><tr><th>Day</th>{}</tr></thead>'
-        "<tbody>{}</tbody></table>",
-        head,
-        body,
+    return mark_safe(  # noqa: S308 — labels are escaped, every other cell is an int
+        f'<table class="table compact"><thead><tr><th>Day</th>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table>"
     )

@@ -15,11 +15,15 @@ is never sent again blindly: `reconcile()` asks the provider first.
 
 from __future__ import annotations
 
+import functools
+import itertools
+import json
 import logging
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dt_time
 
 import phonenumbers
 from django.conf import settings
@@ -27,16 +31,23 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
+from django.db.models.base import ModelState
 from django.utils import timezone
 
 from companies.models import Company, Contact, CreditLedgerEntry
 from templates_app.models import MessageTemplateVersion
-from templates_app.rendering import render
+from templates_app.rendering import compile_text, placeholders, render
 
 from . import batches, rollups
-from .events import apply_report, new_event, record_event, record_events
+from .events import (
+    apply_report,
+    dedupe_key,
+    new_event,
+    record_event,
+    refresh_messages,
+)
 from .kinds import Category, Channel
-from .models import Batch, Message, StatusEvent, Suppression
+from .models import Batch, Message, StatusEvent, Suppression, new_public_id
 from .providers import get_provider, provider_name
 from .providers.base import (
     Accepted,
@@ -44,10 +55,12 @@ from .providers.base import (
     NotFound,
     Outgoing,
     PermanentError,
+    ProviderError,
     TransientError,
 )
 from .segments import count_segments
 from .statuses import NEVER_SENT, Status
+from .webhooks.tracking import html_for_sending
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +69,9 @@ MAX_ATTEMPTS = 6
 MAX_BACKOFF_SECONDS = 300
 SENDING_TIMEOUT = timedelta(seconds=getattr(settings, "SENDING_TIMEOUT_SECONDS", 120))
 GIVE_UP_AFTER = timedelta(hours=24)
-TASK_CHUNK = 100
+# Messages per send task: few enough that a killed worker's redelivered task is quick to
+# redo, enough that a 100,000-recipient send publishes 200 tasks, not thousands.
+TASK_CHUNK = 500
 TWILIO_STATUS_PATH = "/webhooks/twilio/status/"
 
 
@@ -75,13 +90,27 @@ def normalize_phone(number: str, region: str) -> str | None:
 
 
 def normalize_email(address: str) -> str | None:
+    """The address with its domain in lower case, if Django's `validate_email` accepts it.
+
+    The same test as the validator's, with each domain's verdict remembered: a bulk send
+    names the same few domains thousands of times.
+    """
     address = address.strip()
-    try:
-        validate_email(address)
-    except ValidationError:
+    if not address or "@" not in address or len(address) > 320:
         return None
     local, _, domain = address.rpartition("@")
+    if not validate_email.user_regex.match(local) or not _valid_domain(domain):
+        return None
     return f"{local}@{domain.lower()}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _valid_domain(domain: str) -> bool:
+    try:
+        validate_email(f"user@{domain}")
+    except ValidationError:
+        return False
+    return True
 
 
 def normalize_address(channel: str, address: str, region: str) -> str | None:
@@ -149,12 +178,18 @@ def check(
 
 
 def suppressions_for(company: Company, channel: str, addresses: Iterable[str]) -> dict:
+    """The suppression entries of these addresses, by address."""
     wanted = [a for a in set(addresses) if a]
+    entries = Suppression.objects.filter(company=company, channel=channel)
+    if not wanted:
+        return {}
+    if len(wanted) > 1000 and entries.count() < len(wanted):
+        # A big send: reading the whole (smaller) list beats looking each address up.
+        wanted_set = set(wanted)
+        return {e.address: e for e in entries.iterator(2000) if e.address in wanted_set}
     found: dict[str, Suppression] = {}
     for start in range(0, len(wanted), 5000):
-        for entry in Suppression.objects.filter(
-            company=company, channel=channel, address__in=wanted[start : start + 5000]
-        ):
+        for entry in entries.filter(address__in=wanted[start : start + 5000]):
             found[entry.address] = entry
     return found
 
@@ -242,106 +277,89 @@ def send_many(
     idempotency_key: str = "",
     metadata: dict | None = None,
 ) -> list[Message]:
-    """Record, check and queue a message for each recipient, in bulk."""
+    """Record, check and queue a message for each recipient, in bulk.
+
+    Big sends on PostgreSQL are written with COPY (see `CopyWriter`); everything else
+    (a single send, SQLite in embedded mode) with the ORM. Both store the same rows.
+    """
     now = timezone.now()
-    content = content or Content()
     # SMS sends lock the company row: credits are reserved against one balance at a time.
     companies = Company.objects.select_for_update() if channel == Channel.SMS else Company.objects
     company = companies.get(pk=company.pk)
-    raw = [r.address_for(channel) for r in recipients]
-    normalized = [normalize_address(channel, a or "", company.default_region) for a in raw]
+    raw = [r.address_for(channel) or "" for r in recipients]
+    normalized = [normalize_address(channel, a, company.default_region) for a in raw]
     suppressed = suppressions_for(company, channel, [a for a in normalized if a])
-    provider = provider_name(channel)
     scheduled = scheduled_for is not None and scheduled_for > now
-
-    messages: list[Message] = []
-    verdicts: list[Verdict] = []
-    for recipient, address, raw_address in zip(recipients, normalized, raw, strict=True):
-        context = {
-            "name": recipient.name,
-            "first_name": recipient.name.split(" ")[0],
-            **recipient.context,
-        }
-        body = rendered(template_version, content, context)
-        segments, encoding = count_segments(body.text) if channel == Channel.SMS else (0, "")
-        verdict = check(
-            company, channel, address, raw_address or "", category, recipient.contact, suppressed
-        )
-        verdicts.append(verdict)
-        messages.append(
-            Message(
-                company=company,
-                channel=channel,
-                to_address=address or raw_address or "",
-                to_name=recipient.name or (recipient.contact.name if recipient.contact else ""),
-                contact=recipient.contact,
-                category=category,
-                message_type=message_type,
-                template=template_version.template if template_version else None,
-                template_version=template_version,
-                subject=body.subject,
-                body_text=body.text,
-                body_html=body.html,
-                provider=provider,
-                segments=segments,
-                encoding=encoding,
-                batch=batch,
-                created_by=created_by,
-                idempotency_key=idempotency_key,
-                created_at=now,
-                updated_at=now,
-                scheduled_for=scheduled_for if scheduled else None,
-                metadata=metadata or {},
-            )
-        )
-
-    # Credits last, in order, with the company row locked: never below zero.
+    render_for = Renderer(template_version or content or Content(), channel)
+    common = {
+        "company_id": company.pk,
+        "channel": channel,
+        "category": category,
+        "message_type": message_type,
+        "template_id": template_version.template_id if template_version else None,
+        "template_version_id": template_version.pk if template_version else None,
+        "provider": provider_name(channel),
+        "provider_message_id": "",
+        "error_code": "",
+        "error_message": "",
+        "batch_id": batch.pk if batch else None,
+        "created_by_id": created_by.pk if created_by else None,
+        "idempotency_key": idempotency_key,
+        "created_at": now,
+        "updated_at": now,
+        "scheduled_for": scheduled_for if scheduled else None,
+        "sent_at": None,
+        "delivered_at": None,
+        "opened_at": None,
+        "clicked_at": None,
+        "attempts": 0,
+    }
+    first_status = Status.SCHEDULED if scheduled else Status.QUEUED
     balance = company.sms_credit_balance
-    charged = 0
-    for message, verdict in zip(messages, verdicts, strict=True):
+    rows: list[dict] = []
+    for recipient, address, raw_address in zip(recipients, normalized, raw, strict=True):
+        contact = recipient.contact
+        name = recipient.name
+        context = {"name": name, "first_name": name.split(" ")[0], **recipient.context}
+        subject, text, html, segments, encoding = render_for(context)
+        verdict = check(company, channel, address, raw_address, category, contact, suppressed)
+        credits = 0
+        # Credits last, in order, with the company row locked: never below zero.
         if verdict.status is None and channel == Channel.SMS:
-            if message.segments > balance:
-                verdict.status = Status.INSUFFICIENT_CREDITS
-                verdict.reason = (
-                    f"Needs {message.segments} credit{'s' if message.segments != 1 else ''}; "
-                    f"the balance was {balance}."
+            if segments > balance:
+                verdict = Verdict(
+                    Status.INSUFFICIENT_CREDITS,
+                    f"Needs {segments} credit{'s' if segments != 1 else ''}; "
+                    f"the balance was {balance}.",
                 )
             else:
-                balance -= message.segments
-                charged += message.segments
-                message.credits = message.segments
-        if verdict.status:
-            message.status, message.status_reason = verdict.status, verdict.reason
-            message.failed_at = now
-        else:
-            message.status = Status.SCHEDULED if scheduled else Status.QUEUED
-    Message.objects.bulk_create(messages, batch_size=2000)
-
-    events = []
-    for message, verdict in zip(messages, verdicts, strict=True):
-        first = Status.SCHEDULED if scheduled and not verdict.status else Status.QUEUED
-        events.append(
-            new_event(
-                message,
-                first,
-                occurred_at=now,
-                received_at=now,
-                key_parts=(message.public_id, first, now.isoformat()),
-            )
+                balance -= segments
+                credits = segments
+        rows.append(
+            {
+                "public_id": new_public_id(),
+                "to_address": address or raw_address,
+                "to_name": name or (contact.name if contact else ""),
+                "contact_id": contact.pk if contact else None,
+                "subject": subject,
+                "body_text": text,
+                "body_html": html,
+                "segments": segments,
+                "encoding": encoding,
+                "credits": credits,
+                "status": verdict.status or first_status,
+                "status_reason": verdict.reason,
+                "failed_at": now if verdict.status else None,
+            }
         )
-        if verdict.status:
-            events.append(
-                new_event(
-                    message,
-                    verdict.status,
-                    occurred_at=now,
-                    received_at=now,
-                    reason=verdict.reason,
-                    key_parts=(message.public_id, verdict.status, now.isoformat()),
-                )
-            )
-    StatusEvent.objects.bulk_create(events, batch_size=5000)
+    store = (
+        _store_by_copy
+        if connection.vendor == "postgresql" and len(rows) >= COPY_FROM
+        else _store_by_orm
+    )
+    messages = store(company, rows, common, metadata or {}, first_status, now)
 
+    charged = company.sms_credit_balance - balance
     if charged:
         Company.objects.filter(pk=company.pk).update(
             sms_credit_balance=F("sms_credit_balance") - charged
@@ -373,6 +391,165 @@ def send_many(
 
         enqueue_sends(company.pk, channel, ready)
     return messages
+
+
+class Renderer:
+    """Each recipient's subject, text and HTML (and SMS segments), with each text compiled
+    once; recipients whose placeholders have the same values share one rendering."""
+
+    def __init__(self, source: MessageTemplateVersion | Content, channel: str):
+        self.subject = compile_text(source.subject)
+        self.text = compile_text(source.text)
+        self.html = compile_text(source.html, escape=True)
+        used = placeholders(source.subject) + placeholders(source.text) + placeholders(source.html)
+        self.names = tuple(dict.fromkeys(used))
+        self.sms = channel == Channel.SMS
+        self.done: dict[tuple, tuple[str, str, str, int, str]] = {}
+
+    def __call__(self, context: dict) -> tuple[str, str, str, int, str]:
+        # Values as rendering sees them (str()), so 1 and 1.0 never share a rendering.
+        key = tuple(None if (v := context.get(n)) is None else str(v) for n in self.names)
+        if (done := self.done.get(key)) is None:
+            text = self.text(context)
+            segments, encoding = count_segments(text) if self.sms else (0, "")
+            done = (self.subject(context), text, self.html(context), segments, encoding)
+            self.done[key] = done
+        return done
+
+
+def first_events(row: dict, first_status: str) -> list[tuple[str, str]]:
+    """(status, reason) of a new message's events: queued (or scheduled), then the check
+    that refused it, if one did. Their dedupe key is (public id, status, creation time)."""
+    if row["status"] == first_status:
+        return [(first_status, "")]
+    return [(first_status, ""), (row["status"], row["status_reason"])]
+
+
+def _store_by_orm(
+    company: Company, rows: list[dict], common: dict, metadata: dict, first_status: str, now
+) -> list[Message]:
+    messages = [Message(**common, **row, metadata=dict(metadata)) for row in rows]
+    for message in messages:
+        message._state.fields_cache["company"] = company
+    Message.objects.bulk_create(messages, batch_size=2000)
+    stamp = now.isoformat()
+    StatusEvent.objects.bulk_create(
+        [
+            new_event(
+                message,
+                status,
+                occurred_at=now,
+                received_at=now,
+                reason=reason,
+                key_parts=(message.public_id, status, stamp),
+            )
+            for message, row in zip(messages, rows, strict=True)
+            for status, reason in first_events(row, first_status)
+        ],
+        batch_size=5000,
+    )
+    return messages
+
+
+# Sends of at least this many messages are written with COPY on PostgreSQL.
+COPY_FROM = 200
+
+
+def _store_by_copy(
+    company: Company, rows: list[dict], common: dict, metadata: dict, first_status: str, now
+) -> list[Message]:
+    """Write the messages and their first events with COPY: ids are reserved first, so
+    the events can name their messages and nothing has to be read back."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(%s) FROM generate_series(1, %s)", [_sequence(Message), len(rows)]
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+        writer = CopyWriter(Message, ("id", *rows[0]), {**common, "metadata": metadata})
+        with cursor.copy(writer.sql) as copy:
+            for pk, row in zip(ids, rows, strict=True):
+                row["id"] = pk
+                copy.write_row(writer.row(row))
+        events = CopyWriter(
+            StatusEvent,
+            ("message_id", "status", "event", "reason", "dedupe_key"),
+            {
+                "company_id": company.pk,
+                "source": StatusEvent.Source.SYSTEM,
+                "occurred_at": now,
+                "received_at": now,
+                "error_code": "",
+                "error_message": "",
+                "provider_event_id": "",
+                "raw_payload": {},
+            },
+        )
+        stamp = now.isoformat()
+        with cursor.copy(events.sql) as copy:
+            for row in rows:
+                for status, reason in first_events(row, first_status):
+                    key = dedupe_key(row["public_id"], status, stamp)
+                    copy.write_row((row["id"], status, status, reason, key, *events.tail))
+    return [
+        loaded(Message, {**common, **row, "metadata": dict(metadata)}, company=company)
+        for row in rows
+    ]
+
+
+class CopyWriter:
+    """The COPY of one model's rows: the columns that vary per row first (as given), then
+    every other column with one value for all rows (the given ones, else the model's
+    default), so a column added to the model later still gets its default."""
+
+    def __init__(self, model, varying: Sequence[str], constants: dict):
+        fields = {f.attname: f for f in model._meta.concrete_fields}
+        rest = [name for name in fields if name not in varying and not fields[name].primary_key]
+        self.varying = tuple(varying)
+        self.tail = tuple(
+            _db_value(
+                fields[name], constants[name] if name in constants else _default(fields[name])
+            )
+            for name in rest
+        )
+        columns = ", ".join(connection.ops.quote_name(fields[n].column) for n in (*varying, *rest))
+        self.sql = f"COPY {model._meta.db_table} ({columns}) FROM STDIN"
+
+    def row(self, values: dict) -> tuple:
+        return (*[values[name] for name in self.varying], *self.tail)
+
+
+def _default(field):
+    if field.null and not field.has_default():
+        return None
+    return field.get_default()
+
+
+def _db_value(field, value):
+    if field.get_internal_type() == "JSONField":
+        return json.dumps(value)
+    return value
+
+
+def _sequence(model) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [model._meta.db_table])
+        return cursor.fetchone()[0]
+
+
+def loaded(model, values: dict, company: Company | None = None):
+    """A model instance as if read from the database, from a dict of every column.
+
+    What `Model.from_db` does, without its per-field work: a 100,000-recipient send
+    would spend seconds in it.
+    """
+    instance = model.__new__(model)
+    instance.__dict__.update(values)
+    instance._state = ModelState()
+    instance._state.adding = False
+    instance._state.db = connection.alias
+    if company is not None:
+        instance._state.fields_cache["company"] = company
+    return instance
 
 
 # --- Worker side ----------------------------------------------------------------------------
@@ -407,7 +584,7 @@ def outgoing_for(message: Message, attempt: int) -> Outgoing:
         sender=company.sms_sender if message.channel == Channel.SMS else company.email_sender,
         subject=message.subject,
         text=message.body_text,
-        html=message.body_html,
+        html=html_for_sending(message),
         status_callback_url=callback,
         metadata={"attempt": attempt},
     )
@@ -415,20 +592,11 @@ def outgoing_for(message: Message, attempt: int) -> Outgoing:
 
 def claim(message_id: int) -> Message | None:
     """Take a queued message for sending; None if another worker (or a stop) got there first."""
-    now = timezone.now()
-    won = Message.objects.filter(pk=message_id, status=Status.QUEUED).update(
-        status=Status.SENDING, attempts=F("attempts") + 1, updated_at=now
-    )
-    if not won:
+    company_id = Message.objects.filter(pk=message_id).values_list("company_id", flat=True).first()
+    if company_id is None:
         return None
-    message = Message.objects.select_related("company").get(pk=message_id)
-    record_event(
-        message,
-        Status.SENDING,
-        occurred_at=now,
-        key_parts=(message.public_id, "sending", message.attempts),
-    )
-    return message
+    won = claim_many(company_id, [message_id])
+    return won[0] if won else None
 
 
 def take_retry(message_id: int, attempt: int) -> Message | None:
@@ -468,25 +636,51 @@ def accept(message: Message, accepted: Accepted, source: str) -> None:
 
 
 def accept_many(handed_over: list[tuple[Message, Accepted, str]]) -> None:
-    """Record what the providers said when they took these messages, in one go."""
+    """Record what the providers said when they took these messages, in one go.
+
+    The usual case, a message in `sending` that its provider accepted, becomes `sent` with
+    one UPDATE ... FROM VALUES for all of them: exactly the fields `statuses.derive` gives
+    a message whose new highest event is that acceptance (status sent, no reason, sent_at
+    its time; the error fields stay as they were). Anything else (a report that got there
+    first, another answer than "sent") goes through `events.record_events`.
+    """
     if not handed_over:
         return
-    for message, accepted, _ in handed_over:
+    now = timezone.now()
+    events = []
+    for message, accepted, source in handed_over:
         message.provider_message_id = accepted.provider_message_id
-    Message.objects.bulk_update([m for m, _, _ in handed_over], ["provider_message_id"])
-    record_events(
-        [
+        events.append(
             new_event(
-                m,
-                a.status or Status.SENT,
+                message,
+                accepted.status or Status.SENT,
                 source=source,
                 event="accepted",
-                raw_payload=a.raw,
-                key_parts=(a.provider_message_id, "accepted"),
+                occurred_at=now,
+                raw_payload=accepted.raw,
+                key_parts=(accepted.provider_message_id, "accepted"),
             )
-            for m, a, source in handed_over
-        ]
-    )
+        )
+    with transaction.atomic():
+        moved = _mark_sent(handed_over, now) if connection.vendor == "postgresql" else set()
+        StatusEvent.objects.bulk_create(events, ignore_conflicts=True, batch_size=2000)
+        rest = [m for m, _, _ in handed_over if m.pk not in moved]
+        if rest:
+            Message.objects.bulk_update(rest, ["provider_message_id"])
+            refresh_messages(m.pk for m in rest)
+        # The messages moved here bypass refresh_messages: their rollups and batch counters
+        # move here, the same way (batches.add_move is the one rule for batch counters).
+        deltas: dict[rollups.Bucket, list[int]] = {}
+        batch_moves: batches.BatchDeltas = {}
+        for message, _, _ in handed_over:
+            if message.pk in moved:
+                message.status = Status.SENDING
+                rollups.add_move(deltas, message, Status.SENT)
+                batches.add_move(batch_moves, message, Status.SENT)
+                message.status, message.sent_at, message.status_reason = Status.SENT, now, ""
+                message.updated_at = now
+        rollups.apply_deltas({k: tuple(v) for k, v in deltas.items()})
+        batches.apply_moves(batch_moves)
     simulated = [m for m, _, _ in handed_over if m.provider == "simulator"]
     if simulated:
         from .tasks import schedule_simulated_reports
@@ -494,67 +688,137 @@ def accept_many(handed_over: list[tuple[Message, Accepted, str]]) -> None:
         schedule_simulated_reports(simulated)
 
 
+def _mark_sent(handed_over: list[tuple[Message, Accepted, str]], now: datetime) -> set[int]:
+    """Move the accepted messages still in `sending` to `sent`; returns their ids."""
+    plain = [(m, a) for m, a, _ in handed_over if (a.status or Status.SENT) == Status.SENT]
+    if not plain:
+        return set()
+    values = ", ".join(["(%s::bigint, %s::varchar)"] * len(plain))
+    params: list = [Status.SENT, now, now]
+    for message, accepted in plain:
+        params += [message.pk, accepted.provider_message_id]
+    params.append(Status.SENDING)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Message._meta.db_table} AS m SET status = %s, status_reason = '', "  # noqa: S608
+            "sent_at = %s, updated_at = %s, provider_message_id = v.pmid "
+            f"FROM (VALUES {values}) AS v(id, pmid) WHERE m.id = v.id AND m.status = %s "
+            "RETURNING m.id",
+            params,
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
 def claim_many(company_id: int, message_ids: Sequence[int]) -> list[Message]:
     """Claim the queued ones of these messages with one conditional update; returns those
-    this worker won (a message another worker or a stop took first is not among them)."""
+    this worker won (a message another worker or a stop took first is not among them).
+
+    queued -> sending is what `statuses.derive` gives a queued message whose new highest
+    event is `sending` (no reason), so the update sets it directly, and the events and
+    the rollup move are written in bulk.
+    """
     if not message_ids:
         return []
     now = timezone.now()
     placeholders = ", ".join(["%s"] * len(message_ids))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {Message._meta.db_table} SET status = %s, attempts = attempts + 1, "  # noqa: S608
-            f"updated_at = %s WHERE company_id = %s AND status = %s AND id IN ({placeholders}) "
-            f"AND {batches.NOT_STOPPED_SQL} "  # never a message of a stopped batch (issue 6)
-            "RETURNING id",
-            [Status.SENDING, now, company_id, Status.QUEUED, *message_ids],
-        )
-        won = [row[0] for row in cursor.fetchall()]
-    if not won:
-        return []
-    messages = list(Message.objects.select_related("company").filter(pk__in=won).order_by("pk"))
-    record_events(
-        [
-            new_event(
-                m, Status.SENDING, occurred_at=now, key_parts=(m.public_id, "sending", m.attempts)
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {Message._meta.db_table} SET status = %s, status_reason = '', "  # noqa: S608
+                f"attempts = attempts + 1, updated_at = %s WHERE company_id = %s "
+                f"AND status = %s AND id IN ({placeholders}) "
+                f"AND {batches.NOT_STOPPED_SQL} "  # never a message of a stopped batch (issue 6)
+                "RETURNING id",
+                [Status.SENDING, now, company_id, Status.QUEUED, *message_ids],
             )
-            for m in messages
-        ]
-    )
+            won = [row[0] for row in cursor.fetchall()]
+        if not won:
+            return []
+        messages = list(Message.objects.select_related("company").filter(pk__in=won).order_by("pk"))
+        StatusEvent.objects.bulk_create(
+            [
+                new_event(
+                    m,
+                    Status.SENDING,
+                    occurred_at=now,
+                    received_at=now,
+                    key_parts=(m.public_id, "sending", m.attempts),
+                )
+                for m in messages
+            ],
+            ignore_conflicts=True,
+        )
+        deltas: dict[rollups.Bucket, list[int]] = {}
+        batch_moves: batches.BatchDeltas = {}
+        for message in messages:
+            message.status = Status.QUEUED
+            rollups.add_move(deltas, message, Status.SENDING)
+            batches.add_move(batch_moves, message, Status.SENDING)
+            message.status = Status.SENDING
+        rollups.apply_deltas({k: tuple(v) for k, v in deltas.items()})
+        batches.apply_moves(batch_moves)
     return messages
 
 
-FLUSH_EVERY = 25  # handed-over messages recorded together; a crash leaves at most this many
+# Messages claimed, handed over (in one request, where the provider takes many at once)
+# and recorded together: a worker killed in between leaves at most this many in
+# `sending`, for reconciliation to settle; the rest of its chunk is still queued, and the
+# redelivered task claims them.
+FLUSH_EVERY = 100
 
 
 def deliver_many(company_id: int, message_ids: Sequence[int]) -> list[str]:
     """Hand a chunk of messages to their providers, each at most once (the task's work)."""
     outcomes = dict.fromkeys(message_ids, "not ours")
-    handed_over: list[tuple[Message, Accepted, str]] = []
-    providers: dict[tuple[str, str], object] = {}
-    for message in claim_many(company_id, message_ids):
-        if batches.is_stopped(message.batch_id):  # the last check before the call
-            batches.cancel_claimed([message])
-            outcomes[message.pk] = Status.CANCELED
-            continue
-        key = (message.channel, message.provider)
-        provider = providers.get(key) or providers.setdefault(
-            key, get_provider(message.channel, message.provider or None)
-        )
-        try:
-            accepted = provider.send(outgoing_for(message, message.attempts))
-        except (TransientError, PermanentError, AmbiguousError) as error:
+    for start in range(0, len(message_ids), FLUSH_EVERY):
+        by_provider: dict[tuple[str, str], list[Message]] = {}
+        for message in claim_many(company_id, message_ids[start : start + FLUSH_EVERY]):
+            by_provider.setdefault((message.channel, message.provider), []).append(message)
+        for (channel, name), group in by_provider.items():
+            provider = get_provider(channel, name or None)
+            handed_over: list[tuple[Message, Accepted, str]] = []
+            refused: list[tuple[Message, ProviderError]] = []
+            stopped: list[Message] = []
+            for message, answer in zip(group, _hand_over(provider, group), strict=True):
+                if answer is None:
+                    stopped.append(message)
+                    outcomes[message.pk] = Status.CANCELED
+                elif isinstance(answer, ProviderError):
+                    refused.append((message, answer))
+                else:
+                    handed_over.append((message, answer, provider.name))
+                    outcomes[message.pk] = "sent"
+            if stopped:
+                batches.cancel_claimed(stopped)
             accept_many(handed_over)
-            handed_over.clear()
-            outcomes[message.pk] = _refused(message, message.attempts, error, provider.name)
-            continue
-        handed_over.append((message, accepted, provider.name))
-        outcomes[message.pk] = "sent"
-        if len(handed_over) >= FLUSH_EVERY:
-            accept_many(handed_over)
-            handed_over.clear()
-    accept_many(handed_over)
+            for message, error in refused:
+                outcomes[message.pk] = _refused(message, message.attempts, error, provider.name)
     return [outcomes[pk] for pk in message_ids]
+
+
+def _hand_over(provider, messages: list[Message]) -> list[Accepted | ProviderError | None]:
+    """The provider's answer for each message: one request for all of them where the
+    provider takes many at once (`send_batch`), else one request each.
+
+    None for a message whose batch was stopped: the stop is checked right before the
+    call (before the one request, or before each), and such a message is not handed over.
+    """
+    if hasattr(provider, "send_batch"):
+        stopped = batches.stopped_among(m.batch_id for m in messages)  # the last check
+        going = [m for m in messages if m.batch_id not in stopped]
+        outgoing = [outgoing_for(m, m.attempts) for m in going]
+        answers = iter(provider.send_batch(outgoing) if outgoing else [])
+        return [None if m.batch_id in stopped else next(answers) for m in messages]
+    each: list[Accepted | ProviderError | None] = []
+    for message in messages:
+        if batches.is_stopped(message.batch_id):  # the last check before the call
+            each.append(None)
+            continue
+        try:
+            each.append(provider.send(outgoing_for(message, message.attempts)))
+        except ProviderError as error:
+            each.append(error)
+    return each
 
 
 def _refused(message: Message, attempt: int, error: Exception, source: str) -> str:
@@ -766,6 +1030,38 @@ def poll_sent(now: datetime | None = None, limit: int = 500) -> dict[str, int]:
             apply_report(message, report, source=StatusEvent.Source.POLL)
             outcome = report.status
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes
+
+
+def reconcile_day(day: date | None = None) -> dict[str, int]:
+    """The daily reconciliation (yesterday by default): every provider that can list a
+    day's messages (Twilio) is asked about all it sent that day, and what it says that
+    our record lacks (a callback that was lost, a status that changed later) is stored
+    as a poll report. Reports already stored are skipped by their dedupe key."""
+    day = day or (timezone.now() - timedelta(days=1)).date()
+    start = datetime.combine(day, dt_time.min, tzinfo=UTC)
+    outcomes = {"updated": 0, "unchanged": 0, "not ours": 0}
+    for channel in (Channel.SMS, Channel.EMAIL):
+        provider = get_provider(channel)
+        if not hasattr(provider, "reports_between"):
+            continue
+        reports = provider.reports_between(start, start + timedelta(days=1))
+        while page := list(itertools.islice(reports, 1000)):
+            ours = {
+                m.provider_message_id: m
+                for m in Message.objects.filter(
+                    provider=provider.name,
+                    provider_message_id__in=[r.provider_message_id for r in page],
+                ).select_related("company")
+            }
+            for report in page:
+                message = ours.get(report.provider_message_id)
+                if message is None:
+                    outcomes["not ours"] += 1
+                elif report.status and apply_report(message, report, StatusEvent.Source.POLL):
+                    outcomes["updated"] += 1
+                else:
+                    outcomes["unchanged"] += 1
     return outcomes
 
 

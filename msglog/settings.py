@@ -10,6 +10,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("MSGLOG_VAR_DIR", BASE_DIR / "var"))
@@ -232,6 +233,27 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": max(2.0, QUEUED_TIMEOUT_SECONDS / 5),
     },
 }
+# Retention (issue 8): every night, each company's log loses what is past its period.
+CELERY_BEAT_SCHEDULE["purge-expired-messages"] = {
+    "task": "msglog.tasks.purge_expired_messages",
+    "schedule": crontab(hour=3, minute=17),
+}
+# Provider reports (msglog/webhooks): applied by workers soon after they arrive; beat
+# applies any a lost task left behind, and prunes old applied ones.
+CELERY_BEAT_SCHEDULE["apply-provider-reports"] = {
+    "task": "msglog.tasks.apply_provider_reports",
+    "schedule": 5.0,
+    "kwargs": {"linger": 0.0},
+}
+CELERY_BEAT_SCHEDULE["prune-provider-reports"] = {
+    "task": "msglog.tasks.prune_provider_reports",
+    "schedule": 3600.0,
+}
+# Once a day, after midnight UTC: ask the providers about all of yesterday's messages.
+CELERY_BEAT_SCHEDULE["reconcile-yesterday"] = {
+    "task": "msglog.tasks.reconcile_yesterday",
+    "schedule": crontab(hour=2, minute=30),
+}
 if env_bool("DEMO_TRAFFIC"):
     # Embedded demo: a few messages every few seconds, so a newcomer sees traffic move.
     CELERY_BEAT_SCHEDULE["demo-traffic"] = {
@@ -262,11 +284,37 @@ ANYMAIL = {
     for key, value in os.environ.items()
     if key.startswith("ANYMAIL_")
 }
+# Anymail's WEBHOOK_SECRET may list several "user:password" pairs, comma-separated, so a
+# secret can be rotated without losing webhooks (add the new one, update the ESP, drop
+# the old one).
+if "," in ANYMAIL.get("WEBHOOK_SECRET", ""):
+    ANYMAIL["WEBHOOK_SECRET"] = [s.strip() for s in ANYMAIL["WEBHOOK_SECRET"].split(",")]
+# Soft bounces of one address on this many messages within this many days suppress it.
+SOFT_BOUNCE_LIMIT = int(os.environ.get("SOFT_BOUNCE_LIMIT", "3"))
+SOFT_BOUNCE_WINDOW_DAYS = int(os.environ.get("SOFT_BOUNCE_WINDOW_DAYS", "7"))
+# Largest webhook body accepted (bytes); anything bigger answers 413 unread.
+WEBHOOK_MAX_BYTES = int(os.environ.get("WEBHOOK_MAX_BYTES", str(1024 * 1024)))
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # Both log every request's URL, which carries the Twilio account SID; errors stay.
+        "twilio.http_client": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+    },
+}
+
+# --- Exports (issue 7): bigger exports run in the background, files expire. ---
+EXPORT_CSV_INLINE_MAX_ROWS = int(os.environ.get("EXPORT_CSV_INLINE_MAX_ROWS", "100000"))
+EXPORT_XLSX_INLINE_MAX_ROWS = int(os.environ.get("EXPORT_XLSX_INLINE_MAX_ROWS", "20000"))
+EXPORT_FILE_HOURS = int(os.environ.get("EXPORT_FILE_HOURS", "72"))
+# Exports get a queue of their own, so a long file never delays sends or maintenance.
+CELERY_TASK_ROUTES["msglog.tasks.run_export"] = {"queue": "exports"}
+CELERY_BEAT_SCHEDULE["delete-expired-exports"] = {
+    "task": "msglog.tasks.delete_expired_exports",
+    "schedule": 3600.0,
 }

@@ -26,9 +26,21 @@ def enqueue_on_commit(task, *args, **options) -> None:
 
 
 def enqueue_sends(company_id: int, channel: str, message_ids: list[int]) -> None:
+    """Publish the chunk tasks of these messages once committed, over one connection."""
     task = send_sms_chunk if channel == Channel.SMS else send_email_chunk
-    for start in range(0, len(message_ids), sending.TASK_CHUNK):
-        enqueue_on_commit(task, company_id, message_ids[start : start + sending.TASK_CHUNK])
+    chunks = [
+        message_ids[start : start + sending.TASK_CHUNK]
+        for start in range(0, len(message_ids), sending.TASK_CHUNK)
+    ]
+
+    def publish() -> None:
+        with task.app.producer_or_acquire() as producer:
+            for chunk in chunks:
+                # A short argsrepr: Celery would otherwise repr 500 ids into every header.
+                argsrepr = f"({company_id}, [{chunk[0]}..{chunk[-1]}: {len(chunk)} ids])"
+                task.apply_async(args=(company_id, chunk), producer=producer, argsrepr=argsrepr)
+
+    transaction.on_commit(publish)
 
 
 def enqueue_retry(
@@ -94,7 +106,13 @@ def schedule_simulated_reports(messages: list[Message]) -> None:
             item = [message.pk, {**report.__dict__, "occurred_at": report.occurred_at.isoformat()}]
             due.setdefault((message.company_id, delay), []).append(item)
     for (company_id, delay), items in due.items():
-        enqueue_on_commit(apply_simulated_reports, company_id, items, countdown=delay)
+        enqueue_on_commit(
+            apply_simulated_reports,
+            company_id,
+            items,
+            countdown=delay,
+            argsrepr=f"({company_id}, [{len(items)} reports])",
+        )
 
 
 @shared_task(name="msglog.tasks.apply_simulated_reports", queue="events")
@@ -145,6 +163,13 @@ def poll_sent_messages() -> dict[str, int]:
         for outcome, n in sending.poll_sent().items():
             outcomes[outcome] = outcomes.get(outcome, 0) + n
     return outcomes
+
+
+@shared_task(name="msglog.tasks.reconcile_yesterday", queue="maintenance")
+def reconcile_yesterday() -> dict[str, int]:
+    """The daily reconciliation with the providers (beat runs it once a day)."""
+    with scopes_disabled():
+        return sending.reconcile_day()
 
 
 @shared_task(name="msglog.tasks.requeue_stale_messages", queue="maintenance")
@@ -198,3 +223,76 @@ def cancel_batch(company_id: int, batch_id: int) -> int:
     with company_scope(company_id):
         batch = batches.Batch.objects.filter(pk=batch_id).first()
         return batches.cancel_unsent(batch) if batch is not None else 0
+
+
+# --- Retention (issue 8) ---------------------------------------------------------------------
+
+
+@shared_task(name="msglog.tasks.purge_expired_messages", queue="maintenance")
+def purge_expired_messages() -> int:
+    """Nightly, from beat: one purge task per company, so workers share the work."""
+    from companies.models import Company
+
+    company_ids = list(Company.objects.values_list("pk", flat=True))
+    for company_id in company_ids:
+        purge_company_messages.delay(company_id)
+    return len(company_ids)
+
+
+@shared_task(name="msglog.tasks.purge_company_messages", queue="maintenance")
+def purge_company_messages(company_id: int) -> dict[str, int]:
+    """Delete one company's messages, events and files older than its retention period."""
+    from companies.models import Company
+
+    from . import retention
+
+    company = Company.objects.filter(pk=company_id).first()
+    if company is None:
+        return {}
+    with company_scope(company_id):
+        return dict(retention.purge_company(company))
+
+
+# --- Provider reports (msglog/webhooks) ----------------------------------------------------
+
+
+def enqueue_report_application() -> None:
+    """Publish the task that applies stored provider reports (webhooks/reports.py)."""
+    enqueue_on_commit(apply_provider_reports)
+
+
+@shared_task(name="msglog.tasks.apply_provider_reports", queue="events")
+def apply_provider_reports(linger: float | None = None) -> dict[str, int]:
+    """Apply every pending provider report, in batches (beat runs it too, as a safety net,
+    without lingering)."""
+    from .webhooks import reports
+
+    return reports.apply_all(linger=reports.LINGER if linger is None else linger)
+
+
+@shared_task(name="msglog.tasks.prune_provider_reports", queue="maintenance")
+def prune_provider_reports() -> int:
+    from .webhooks import reports
+
+    with scopes_disabled():
+        return reports.prune()
+
+
+# --- Exports (issue 7) --------------------------------------------------------------------
+
+
+@shared_task(name="msglog.tasks.run_export", queue="exports")
+def run_export(company_id: int, export_id: int) -> str:
+    """Write a background export's file."""
+    from . import exports
+
+    with company_scope(company_id):
+        return exports.run_job(export_id)
+
+
+@shared_task(name="msglog.tasks.delete_expired_exports", queue="maintenance")
+def delete_expired_exports() -> int:
+    from . import exports
+
+    with scopes_disabled():
+        return exports.delete_expired()

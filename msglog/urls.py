@@ -1,13 +1,16 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
+from companies import settings_views
+from companies.audit_views import AuditLogView
 from companies.contact_views import ContactDetailView
 from companies.views import switch_company
 from templates_app.views import TemplateDetailView
 
-from .views import base, compose, failed, logs, messages
+from .views import base, compose, erasure, failed, logs, messages
 from .views import batches as batch_views
+from .views import exports as export_views
 
 urlpatterns = [
     path("", base.home, name="home"),
@@ -44,5 +47,51 @@ urlpatterns += [
         "batches/<int:batch_id>/restart/",
         batch_views.RestartBatchView.as_view(),
         name="batch-restart",
+    ),
+]
+
+# --- Company administration and the data lifecycle (issue 8) -------------------------------
+urlpatterns += [
+    path("settings/", settings_views.SettingsView.as_view(), name="settings"),
+    path("settings/credits/", settings_views.CreditsView.as_view(), name="settings-credits"),
+    path("settings/members/", settings_views.MembersView.as_view(), name="settings-members"),
+    path(
+        "settings/members/<int:membership_id>/role/",
+        settings_views.MemberChangeView.as_view(action="role"),
+        name="settings-member-role",
+    ),
+    path(
+        "settings/members/<int:membership_id>/remove/",
+        settings_views.MemberChangeView.as_view(action="remove"),
+        name="settings-member-remove",
+    ),
+    path("settings/erasure/", erasure.ErasureView.as_view(), name="settings-erasure"),
+    path(
+        "contacts/<int:contact_id>/erase/",
+        erasure.ContactErasureView.as_view(),
+        name="contact-erase",
+    ),
+    path("settings/audit/", AuditLogView.as_view(), name="settings-audit"),
+    path(
+        "invitation/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(
+            template_name="registration/invitation.html", success_url="/login/"
+        ),
+        name="invitation",
+    ),
+]
+
+# Provider webhooks and tracking (msglog/webhooks).
+urlpatterns += [path("webhooks/", include("msglog.webhooks.urls"))]
+
+# Exports (issue 7)
+urlpatterns += [
+    path("exports/", export_views.ExportListView.as_view(), name="exports"),
+    path("exports/new/", export_views.ExportCreateView.as_view(), name="export-create"),
+    path("exports/<str:public_id>/", export_views.ExportDetailView.as_view(), name="export-detail"),
+    path(
+        "exports/<str:public_id>/download/",
+        export_views.ExportDownloadView.as_view(),
+        name="export-download",
     ),
 ]

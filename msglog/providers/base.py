@@ -90,6 +90,10 @@ class NotFound(Exception):
 
 
 class Provider(Protocol):
+    """What every provider implements. A provider whose API takes many messages in one
+    request may also offer ``send_batch(outgoings) -> list[Accepted | ProviderError]``
+    (one answer per message, in order); the send service uses it when it is there."""
+
     name: str
     channel: str
 

@@ -29,12 +29,21 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.db import transaction
 from django.utils import timezone
 
 from ..kinds import Channel
 from ..models import SimulatedSend
 from ..statuses import Status
-from .base import Accepted, NotFound, Outgoing, PermanentError, Report, TransientError
+from .base import (
+    Accepted,
+    NotFound,
+    Outgoing,
+    PermanentError,
+    ProviderError,
+    Report,
+    TransientError,
+)
 
 
 @dataclass(frozen=True)
@@ -137,6 +146,39 @@ class SimulatorProvider:
             status=Status.SENT,
             raw={"id": provider_id, "status": "accepted", "to": outgoing.to},
         )
+
+    def send_batch(self, outgoings: list[Outgoing]) -> list[Accepted | ProviderError]:
+        """Hand many messages over in one request, as ESPs' batch APIs take them: each
+        gets its own answer, and the accepted ones are recorded together before the
+        answer (all of them, or none if the request never completes)."""
+        answers: list[Accepted | ProviderError] = []
+        records = []
+        for outgoing in outgoings:
+            try:
+                self._refuse_if_scripted(outgoing)
+            except ProviderError as error:
+                answers.append(error)
+                continue
+            provider_id = ("SM" if self.channel == Channel.SMS else "EM") + secrets.token_hex(16)
+            records.append(
+                SimulatedSend(
+                    provider_message_id=provider_id,
+                    public_id=outgoing.public_id,
+                    company_id=outgoing.company_id,
+                    channel=self.channel,
+                    to_address=outgoing.to,
+                )
+            )
+            answers.append(
+                Accepted(
+                    provider_message_id=provider_id,
+                    status=Status.SENT,
+                    raw={"id": provider_id, "status": "accepted", "to": outgoing.to},
+                )
+            )
+        with transaction.atomic():
+            SimulatedSend.objects.bulk_create(records)
+        return answers
 
     def _refuse_if_scripted(self, outgoing: Outgoing) -> None:
         address = outgoing.to

@@ -62,7 +62,9 @@ from __future__ import annotations
 
 import email.utils
 import json
+import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -123,6 +125,8 @@ ERROR_STATUS: dict[int, str] = {
 OPT_OUT_CODES = frozenset({21610})
 TOO_MANY_REQUESTS = 20429
 
+#: A Messaging Service SID: what a company's SMS sender is when Twilio should pick the number.
+MESSAGING_SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
 #: (connect, read) seconds; overridable by settings.TWILIO_HTTP_TIMEOUT.
 DEFAULT_TIMEOUT: tuple[float, float] = (10.0, 30.0)
 #: How many of a recipient's messages one lookup reads: Twilio's largest page. A lookup
@@ -321,7 +325,10 @@ class TwilioProvider:
         return self._client
 
     def _sender(self, outgoing: Outgoing) -> _Sender:
-        """The company's own sender wins; then the Messaging Service; then the default."""
+        """The company's own sender wins (its Messaging Service SID, or its From number or
+        alphanumeric ID); then the platform's Messaging Service; then its From number."""
+        if MESSAGING_SERVICE_SID.match(outgoing.sender):
+            return _Sender(messaging_service_sid=outgoing.sender)
         if outgoing.sender:
             return _Sender(from_=outgoing.sender)
         if self.messaging_service_sid:
@@ -333,6 +340,23 @@ class TwilioProvider:
             "or the company's SMS sender.",
             code="not_configured",
         )
+
+    # --- daily reconciliation -----------------------------------------------------------
+
+    def reports_between(self, start: datetime, end: datetime) -> Iterator[Report]:
+        """Twilio's word on every message it sent from start to end, page by page (a lost
+        status callback, or a later change, shows here). Nothing if Twilio is not set up
+        or cannot be read: the next day's run asks again."""
+        if self._client is None:
+            return
+        try:
+            for resource in self._client.messages.stream(
+                date_sent_after=start, date_sent_before=end, page_size=LOOKUP_PAGE_SIZE
+            ):
+                if (resource.direction or "").startswith("outbound") and resource.sid:
+                    yield self._report(resource)
+        except (TwilioException, requests.RequestException, ValueError):
+            return
 
     # --- lookup -----------------------------------------------------------------------
 

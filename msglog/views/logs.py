@@ -14,6 +14,7 @@ from django.db.models.functions import TruncDate
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect
 from django.utils import timezone
+from django.utils.functional import cached_property
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import View
 from django_filters.views import FilterView
@@ -22,10 +23,10 @@ from django_tables2.paginators import LazyPaginator
 
 from companies.tenancy import for_company
 
-from .. import rollups
+from .. import retention, rollups
 from ..filters import DEFAULT_PERIOD, TABS, MessageFilter
 from ..models import ColumnPreference, Message
-from ..pagination import KeysetPaginator, capped_count
+from ..pagination import COUNT_CAP, KeysetPaginator, capped_count
 from ..tables import ALWAYS_SHOWN, OPTIONAL_COLUMNS, MessageTable, hidden_columns
 from .base import CompanyViewMixin
 
@@ -74,10 +75,16 @@ class LogsView(CompanyViewMixin, SingleTableMixin, FilterView):
         kwargs["all_companies"] = self.request.all_companies
         kwargs["today"] = timezone.now().date()
         kwargs["default_period"] = self.default_period
+        if self.request.company is not None:
+            kwargs["earliest_day"] = retention.earliest_day(self.request.company, kwargs["today"])
+            kwargs["earliest_reason"] = retention.why_not_before(
+                self.request.company, kwargs["today"]
+            )
         return kwargs
 
     # --- Columns -------------------------------------------------------------------------
 
+    @cached_property
     def visible_columns(self) -> list[str] | None:
         """The columns in the URL (a shared link), else the user's saved choice."""
         if "cols" in self.request.GET:
@@ -86,14 +93,14 @@ class LogsView(CompanyViewMixin, SingleTableMixin, FilterView):
 
     def get_table_kwargs(self):
         return {
-            "hidden": hidden_columns(self.visible_columns()),
+            "hidden": hidden_columns(self.visible_columns),
             "show_company": self.request.all_companies,
         }
 
     # --- Sorting and paging ----------------------------------------------------------------
 
     def get_table(self, **kwargs):
-        table = self.get_table_class()(data=self.get_table_data(), **self.get_table_kwargs())
+        table = self.get_table_class()(data=self.get_table_data(), **kwargs)
         sort = self.request.GET.get("sort", "")
         if sort.removeprefix("-") in {c.name for c in table.columns if c.orderable}:
             table.order_by = sort  # anything else keeps the default, newest first
@@ -127,11 +134,17 @@ class LogsView(CompanyViewMixin, SingleTableMixin, FilterView):
     # --- Page context ----------------------------------------------------------------------
 
     def get_context_data(self, **kwargs):
+        self.object_list = self.searched_once(self.filterset, self.object_list)
         context = super().get_context_data(**kwargs)
         filterset: MessageFilter = context["filter"]
-        count, more = capped_count(self.object_list)
-        cards, days, series = self.stats(filterset) if self.show_stats else (None, [], {})
-        visible = set(OPTIONAL_COLUMNS) - hidden_columns(self.visible_columns())
+        cards, days, series = (
+            self.stats(filterset, self.object_list) if self.show_stats else (None, [], {})
+        )
+        if cards is not None and filterset.is_valid() and filterset.rollups_can_answer():
+            count, more = cards.total, False  # the rollups counted exactly these messages
+        else:
+            count, more = capped_count(self.object_list)
+        visible = set(OPTIONAL_COLUMNS) - hidden_columns(self.visible_columns)
         context.update(
             tabs=self.tabs(filterset.current_tab),
             match_count=count,
@@ -172,17 +185,30 @@ class LogsView(CompanyViewMixin, SingleTableMixin, FilterView):
             tabs.append((key, label, query.urlencode(), key == current))
         return tabs
 
-    def stats(self, filterset: MessageFilter):
+    def searched_once(self, filterset: MessageFilter, matches: QuerySet) -> QuerySet:
+        """A search reads the trigram index once, not once each for rows, count and figures.
+
+        When at most a capped count of messages match, their ids stand in for the search;
+        more matches keep the search itself (the rows then come from the newest end).
+        """
+        if not filterset.is_valid() or not filterset.form.cleaned_data.get("q"):
+            return matches
+        ids = list(matches.order_by().values_list("pk", flat=True)[: COUNT_CAP + 1])
+        if len(ids) > COUNT_CAP:
+            return matches
+        return self.get_queryset().filter(pk__in=ids)
+
+    def stats(self, filterset: MessageFilter, matches: QuerySet):
         """Cards and histogram: from the daily rollups when they can answer the filters."""
         today = timezone.now().date()
         start, end = filterset.date_bounds()
         if not filterset.is_valid():
             return rollups.summarize([], today)[0], [], {}
         if filterset.rollups_can_answer():
-            rows = self.rollup_rows(filterset, start, end)
+            rows = rollups.fetch_rows(self.rollup_rows(filterset, start, end))
         else:
             rows = (
-                filterset.qs.order_by()
+                matches.order_by()
                 .annotate(day=TruncDate("created_at"))
                 .values("day", "status")
                 .annotate(n=Count("id"), seg=Sum("segments"), cred=Sum("credits"))

@@ -8,13 +8,14 @@ import re
 import pytest
 from django.apps import apps
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
 from django_scopes import scope, scopes_disabled
 from django_scopes.exceptions import ScopeError
 
 from companies import audit
 from companies.models import Company, Contact, CreditLedgerEntry, Membership
 from companies.roles import Role
-from msglog.models import BatchUpload, DailyRollup, Message
+from msglog.models import BatchUpload, DailyRollup, Export, Message
 from tests.conftest import Persona
 from tests.factories import (
     BatchFactory,
@@ -129,6 +130,9 @@ def rival_objects(rival, outsider):
         batch_upload = BatchUpload.objects.create(
             company=rival, name="Theirs", template_version=version, report={"valid": 1}
         )
+        export = Export.objects.create(
+            company=rival, file_format="csv", source="logs", expires_at=timezone.now()
+        )
     objects = [
         template,
         version,
@@ -142,6 +146,7 @@ def rival_objects(rival, outsider):
         rollup,
         audit_entry,
         batch_upload,
+        export,
     ]
     assert {type(o) for o in objects} >= set(scoped_models())
     return objects

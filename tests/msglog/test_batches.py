@@ -125,6 +125,25 @@ def test_an_upload_is_checked_then_started_and_sent(admin, newsletter, gone):
     assert "Spring newsletter" in page.content.decode() and "0/5" in page.content.decode()
 
 
+def test_a_big_batch_is_written_by_copy_and_its_counters_add_up(admin, newsletter):
+    # 250 recipients: recorded with COPY, claimed and accepted by the set-wise updates,
+    # which move the batch counters exactly as a status change through the events does.
+    client = admin.client()
+    rows = "email\n" + "".join(f"client{i}@example.org\n" for i in range(240))
+    rows += "".join(f"client{i}@fail.example.com\n" for i in range(10))
+    client.post(upload(client, newsletter, data=rows)["Location"])
+    with scopes_disabled():
+        batch = Batch.objects.get()
+    assert sending.COPY_FROM <= 250
+    record_and_send(batch)
+    batch = fresh(batch)
+    counted = batches.counters_for(statuses(batch))
+    assert statuses(batch) == {Status.SENT: 240, Status.FAILED: 10}
+    assert {name: getattr(batch, name) for name in counted} == counted
+    assert (batch.total_count, batch.sent_count, batch.pending_count) == (250, 250, 0)
+    assert batch.state == "finished"
+
+
 def test_a_file_without_an_address_column_is_refused_with_the_reason(admin, newsletter):
     client = admin.client()
     response = upload(client, newsletter, data="name,offer\nAnn,10 %\n")

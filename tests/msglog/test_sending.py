@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import timedelta
 
 import pytest
 import redis
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 from django_scopes import scope, scopes_disabled
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from companies.models import Company, CreditLedgerEntry
-from msglog import sending
-from msglog.models import Message, SimulatedSend, StatusEvent, Suppression
+from msglog import rollups, sending, tasks
+from msglog.models import DailyRollup, Message, SimulatedSend, StatusEvent, Suppression
 from msglog.providers.simulator import SimulatorProvider
 from msglog.sending import Content, Recipient
 from msglog.statuses import EventFact, derive
-from tests.factories import ContactFactory, SuppressionFactory
+from tests.factories import BatchFactory, ContactFactory, SuppressionFactory
+from tests.fakes import fake_twilio  # noqa: F401  (the fixture)
 
 
 def sms(company, to: str, text: str = "Your appointment is tomorrow at 10:00.", **kwargs):
@@ -363,3 +370,185 @@ def test_a_message_that_never_gets_a_report_is_settled_by_polling(funded):
         message.refresh_from_db()
         sources = set(message.events.values_list("source", flat=True))
     assert message.status == "delivered" and "poll" in sources
+
+
+@pytest.mark.django_db
+def test_a_big_send_records_each_message_as_a_single_send_would(funded, django_user_model):
+    """250 recipients go through COPY on PostgreSQL; every row must read as if sent alone."""
+    assert len(range(250)) >= sending.COPY_FROM
+    user = django_user_model.objects.create(username="bulk.sender")
+    batch = BatchFactory(company=funded, channel="sms")
+    SuppressionFactory(company=funded, channel="sms", address="+14155550009")
+    opted_out = ContactFactory(company=funded, phone="+14155550010", sms_opted_out=True)
+    people = []
+    for i in range(250):
+        if i == 10:
+            people.append(Recipient(contact=opted_out, name="Opted Out"))
+        else:
+            number = "12" if i == 7 else f"+1415555{i:04d}"
+            people.append(Recipient(address=number, name=f"Pat {i}", context={"n": i}))
+    with scope(company=funded.pk):
+        messages = sending.send_many(
+            funded,
+            channel="sms",
+            recipients=people,
+            category="transactional",
+            message_type="reminder",
+            content=Content(text="Hi {{ first_name }}, slot {{ n }}."),
+            batch=batch,
+            created_by=user,
+            metadata={"source": "import"},
+        )
+    with scopes_disabled():
+        stored = {m.pk: m for m in Message.objects.filter(company=funded)}
+        assert len(stored) == len(messages) == 250
+        for message in messages:  # what send_many returned is what was stored
+            row = stored[message.pk]
+            for field in Message._meta.concrete_fields:
+                assert getattr(message, field.attname) == getattr(row, field.attname), field
+        by_status = {}
+        for message in stored.values():
+            by_status[message.status] = by_status.get(message.status, 0) + 1
+        # 20 credits: the first 20 sendable ones are queued, the rest are short of credits.
+        assert by_status == {
+            "queued": 20,
+            "invalid_recipient": 1,
+            "suppressed": 2,
+            "insufficient_credits": 227,
+        }
+        assert stored[messages[3].pk].body_text == "Hi Pat, slot 3."
+        assert stored[messages[3].pk].metadata == {"source": "import"}
+        assert stored[messages[10].pk].to_address == "+14155550010"
+        assert stored[messages[10].pk].status_reason == "The contact opted out of SMS."
+        assert {m.batch_id for m in stored.values()} == {batch.pk}
+        assert {m.created_by_id for m in stored.values()} == {user.pk}
+        # Two events for a refused message (queued, then why), one for a queued one.
+        assert StatusEvent.objects.filter(company=funded).count() == 20 + 2 * 230
+        assert all(stored_fields_match_events(m) for m in messages[:12])
+        batch.refresh_from_db()
+        assert (batch.total_count, batch.failed_count) == (250, 230)
+        counted = {
+            (r.status, r.messages, r.credits) for r in DailyRollup.objects.filter(company=funded)
+        }
+        rollups.rebuild([funded.pk])
+        rebuilt = {
+            (r.status, r.messages, r.credits) for r in DailyRollup.objects.filter(company=funded)
+        }
+        assert counted == rebuilt
+    assert ledger_matches_balance(funded) and funded.sms_credit_balance == 0
+
+
+@pytest.mark.django_db
+def test_a_delivered_chunk_reads_as_its_events_say_and_its_rollups_add_up(funded):
+    """A worker's chunk is claimed, handed over and recorded set-wise; each message and
+    the daily counts must still be exactly what its events and the log say."""
+    numbers = ["+14155550123", "+14155550002", "+14155550003", "+14155550124", "+14155550125"]
+    with scope(company=funded.pk):
+        messages = sending.send_many(
+            funded,
+            channel="sms",
+            recipients=[Recipient(address=n, name="Pat Lee") for n in numbers],
+            category="transactional",
+            message_type="reminder",
+            content=Content(text="See you tomorrow."),
+        )
+        outcomes = sending.deliver_many(funded.pk, [m.pk for m in messages])
+        again = sending.deliver_many(funded.pk, [m.pk for m in messages])
+    # 0002 is refused as not a mobile number, 0003 is busy once and will be tried again.
+    assert outcomes == ["sent", "invalid_recipient", "retry", "sent", "sent"]
+    assert set(again) == {"not ours"}  # a redelivered task claims nothing
+    with scopes_disabled():
+        assert SimulatedSend.objects.count() == 3
+        stored = {m.pk: m for m in Message.objects.filter(company=funded)}
+        assert [stored[m.pk].status for m in messages] == [
+            "sent",
+            "invalid_recipient",
+            "sending",
+            "sent",
+            "sent",
+        ]
+        assert stored[messages[0].pk].sent_at and stored[messages[0].pk].provider_message_id
+        assert all(stored_fields_match_events(m) for m in messages)
+        counted = {(r.status, r.messages) for r in DailyRollup.objects.filter(company=funded)}
+        rollups.rebuild([funded.pk])
+        rebuilt = {(r.status, r.messages) for r in DailyRollup.objects.filter(company=funded)}
+        assert {c for c in counted if c[1]} == rebuilt
+    assert ledger_matches_balance(funded)
+
+
+@pytest.mark.django_db
+def test_the_daily_reconciliation_stores_what_twilio_says_and_a_callback_missed(
+    funded,
+    settings,
+    fake_twilio,  # noqa: F811
+):
+    settings.SMS_PROVIDER = "twilio"
+    settings.TWILIO_ACCOUNT_SID = fake_twilio.account_sid
+    settings.TWILIO_AUTH_TOKEN = fake_twilio.auth_token
+    settings.TWILIO_FROM_NUMBER = "+15005550006"
+    settings.TWILIO_API_BASE_URL = fake_twilio.base_url
+    yesterday = timezone.now() - timedelta(days=1)
+    with scope(company=funded.pk):
+        message = sms(funded, "+14155550123")
+        assert sending.deliver(message.pk) == "sent"
+        message.refresh_from_db()
+    # Twilio delivered it yesterday; its status callback never reached us.
+    fake_twilio.set_status(message.provider_message_id, "delivered", at=yesterday)
+    other = fake_twilio.add_message("+14155550999", "Not one of ours")
+    fake_twilio.set_status(other["sid"], "delivered", at=yesterday)
+
+    with scopes_disabled():
+        assert sending.reconcile_day(yesterday.date()) == {
+            "updated": 1,
+            "unchanged": 0,
+            "not ours": 1,
+        }
+        assert sending.reconcile_day(yesterday.date())["updated"] == 0  # once is enough
+    message.refresh_from_db()
+    assert message.status == "delivered"
+    assert stored_fields_match_events(message)
+    with scopes_disabled():
+        assert StatusEvent.objects.filter(message=message, source="poll").count() == 1
+    assert len(fake_twilio.calls) == 1  # asked, never sent again
+
+
+@pytest.mark.django_db
+def test_twilio_credentials_never_show_in_a_log_line_or_on_the_message_page(
+    funded,
+    support,
+    settings,
+    fake_twilio,  # noqa: F811
+    caplog,
+):
+    settings.SMS_PROVIDER = "twilio"
+    settings.TWILIO_ACCOUNT_SID = fake_twilio.account_sid
+    settings.TWILIO_AUTH_TOKEN = "wrong-token-" + "7" * 20  # Twilio answers 401, 20003
+    settings.TWILIO_FROM_NUMBER = "+15005550006"
+    settings.TWILIO_API_BASE_URL = fake_twilio.base_url
+    caplog.set_level("DEBUG")
+    with scope(company=funded.pk):
+        message = sms(funded, "+14155550123")
+        assert tasks.send_sms_chunk.run(funded.pk, [message.pk]) == ["failed"]
+    message.refresh_from_db()
+    assert message.error_code == "20003"
+    page = support.client().get(message.get_absolute_url()).content.decode()
+    with scopes_disabled():
+        stored = [
+            json.dumps([e.raw_payload, e.error_message])
+            for e in StatusEvent.objects.filter(message=message)
+        ]
+    for secret in (settings.TWILIO_AUTH_TOKEN, fake_twilio.account_sid):
+        assert secret not in caplog.text
+        assert secret not in page
+        assert all(secret not in text for text in stored)
+
+
+@hypothesis_settings(deadline=None)  # the first call compiles the validator's patterns
+@given(st.from_regex(r"[a-zA-Z0-9.\"@\[\]:_+ -]{0,12}@[a-zA-Z0-9.\[\]:-]{0,14}", fullmatch=True))
+def test_an_address_is_valid_exactly_when_djangos_validator_says_so(address):
+    try:
+        validate_email(address.strip())
+        valid = True
+    except ValidationError:
+        valid = False
+    assert (sending.normalize_email(address) is not None) == valid

@@ -115,6 +115,14 @@ def test_a_message_sent_despite_a_cancel_shows_what_really_happened():
     assert derive([event("canceled", 0), event("sending", 1), event("sent", 2)]).status == "sent"
 
 
+def test_a_provider_refusing_a_message_is_the_final_word_on_it():
+    # Twilio 21211 (invalid number) or 21610 (STOP) answer the send itself: nothing went out.
+    for refusal in ("invalid_recipient", "suppressed"):
+        derived = derive([event("queued", 0), event("sending", 1), event(refusal, 2)])
+        assert derived.status == refusal
+        assert derive([event("sending", 1), event(refusal, 2), event("sent", 3)]).status == "sent"
+
+
 def test_soft_bounce_events_do_not_move_the_status():
     soft = EventFact("soft", "", T0 + timedelta(minutes=3), "421", "Mailbox busy, retrying")
     derived = derive([event("sent", 0), soft])

@@ -1,6 +1,9 @@
 """Placeholders are filled by name, and nothing else in a company's text runs."""
 
-from templates_app.rendering import placeholders, render
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from templates_app.rendering import compile_text, placeholders, render
 
 
 def test_a_value_fills_its_placeholder_however_it_is_spaced():
@@ -20,3 +23,13 @@ def test_values_are_escaped_in_html_and_template_syntax_does_not_run():
 
 def test_placeholders_are_listed_once_in_order():
     assert placeholders("{{ b }} {{ a }} {{ b }}") == ["b", "a"]
+
+
+@settings(deadline=None)  # a busy machine must not fail a property
+@given(
+    text=st.text(alphabet="ab {}<&_x", max_size=40),
+    context=st.dictionaries(st.sampled_from(["a", "b", "x"]), st.one_of(st.none(), st.text())),
+    escape=st.booleans(),
+)
+def test_a_text_compiled_once_renders_as_render_does(text, context, escape):
+    assert compile_text(text, escape=escape)(context) == render(text, context, escape=escape)

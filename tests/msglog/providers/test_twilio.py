@@ -180,6 +180,14 @@ def test_without_a_company_sender_the_messaging_service_sends(twilio_settings, f
     assert accepted.status == Status.SENT
 
 
+def test_a_company_with_its_own_messaging_service_sends_through_it(provider, fake):
+    provider.send(make_outgoing(sender="MG" + "a" * 32, status_callback_url=""))
+
+    assert fake.calls == [
+        {"To": TO, "Body": "Your code is 1234", "MessagingServiceSid": "MG" + "a" * 32}
+    ]
+
+
 @pytest.mark.parametrize(
     ("code", "status"),
     [

@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('companies', '0003_audit_log'),
-        ('msglog', '0004_simulated_sends'),
+        ('msglog', '0006_background_exports'),
         ('templates_app', '0001_initial'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]

@@ -1,0 +1,317 @@
+"""Benchmark: Twilio status callbacks end to end (issue 5).
+
+gunicorn with 2 workers on 127.0.0.1 serves /webhooks/twilio/status/; a concurrent client
+in this process posts signed callbacks (the `twilio` library's RequestValidator signs
+them, the view checks them) over keep-alive connections; the view stores each report
+durably and answers; one Celery worker subprocess applies them to the messages in
+batches. Figures: requests per second while sending, response time percentiles, and
+the time until the last report is applied (from the first request).
+
+Size: BENCH_WEBHOOK_CALLBACKS (default 100,000) callbacks over BENCH_WEBHOOK_MESSAGES
+(default 50,000) SMS messages of one batch: each message gets "sent" and "delivered"
+(with the carrier's RawDlrDoneDate), shuffled within windows of 1,000, so some
+deliveries arrive before their "sent". The messages are created by the benchmark in a
+company of its own (a previous run's is deleted first).
+"""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import Count
+from django.utils import timezone
+from django_scopes import scopes_disabled
+from twilio.request_validator import RequestValidator
+
+from companies.models import Company
+
+from . import rollups
+from .kinds import Category, Channel, MessageType
+from .models import Batch, Message
+from .statuses import Status
+
+PATH = "/webhooks/twilio/status/"
+TOKEN = "bench-webhooks-auth-token"  # noqa: S105 — signs the benchmark's own posts
+PUBLIC_BASE_URL = "https://bench-webhooks.example"
+SLUG = "bench-webhooks"
+CLIENT_THREADS = int(os.environ.get("BENCH_WEBHOOK_THREADS", "16"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _reset() -> None:
+    """Delete a previous run's company, messages, events and reports."""
+    with scopes_disabled():
+        old = list(Company.objects.filter(slug=SLUG).values_list("pk", flat=True))
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM msglog_inboundreport WHERE provider_message_id LIKE 'SMbw%%'")
+        for table in ("msglog_statusevent", "msglog_message", "msglog_dailyrollup", "msglog_batch"):
+            for company_id in old:
+                cursor.execute(f"DELETE FROM {table} WHERE company_id = %s", [company_id])  # noqa: S608
+    with scopes_disabled():
+        Company.objects.filter(pk__in=old).delete()
+
+
+def _messages(count: int) -> tuple[Company, list[str]]:
+    company = Company.objects.create(name="Bench webhooks", slug=SLUG)
+    batch = Batch.objects.create(
+        company=company, name="Bench webhooks", channel=Channel.SMS, total_count=count,
+        sent_count=count,
+    )  # fmt: skip
+    now = timezone.now()
+    sids = [f"SMbw{i:030d}" for i in range(count)]
+    with scopes_disabled():
+        for start in range(0, count, 5000):
+            chunk = [
+                Message(
+                    company=company,
+                    channel=Channel.SMS,
+                    to_address=f"+1415{i:07d}",
+                    category=Category.TRANSACTIONAL,
+                    message_type=MessageType.REMINDER,
+                    body_text="See you tomorrow at 10:00.",
+                    provider="twilio",
+                    provider_message_id=sid,
+                    status=Status.SENT,
+                    segments=1,
+                    credits=1,
+                    batch=batch,
+                    created_at=now,
+                    updated_at=now,
+                    sent_at=now,
+                )
+                for i, sid in enumerate(sids[start : start + 5000], start=start)
+            ]
+            Message.objects.bulk_create(chunk)
+            rollups.count_created(chunk)
+    return company, sids
+
+
+def _callbacks(sids: list[str], total: int) -> list[tuple[bytes, str]]:
+    """(form body, signature) for each callback, signed as Twilio signs them."""
+    validator = RequestValidator(TOKEN)
+    url = PUBLIC_BASE_URL + PATH
+    done = (timezone.now() + timedelta(minutes=1)).strftime("%y%m%d%H%M")
+    forms = []
+    for n in range(total):
+        sid = sids[(n // 2) % len(sids)]
+        status = "sent" if n % 2 == 0 else "delivered"
+        form = {
+            "AccountSid": "AC" + "0" * 32, "ApiVersion": "2010-04-01", "From": "+14155559999",
+            "MessageSid": sid, "MessageStatus": status, "SmsSid": sid, "SmsStatus": status,
+            "To": "+14155550100",
+        }  # fmt: skip
+        if status == "delivered":
+            form["RawDlrDoneDate"] = done
+        forms.append(form)
+    rng = random.Random(5)
+    for start in range(0, total, 1000):
+        window = forms[start : start + 1000]
+        rng.shuffle(window)
+        forms[start : start + 1000] = window
+    return [(urlencode(form).encode(), validator.compute_signature(url, form)) for form in forms]
+
+
+def _start(command: list[str], env: dict, log_name: str) -> subprocess.Popen:
+    log = open(settings.VAR_DIR / f"bench_webhooks_{log_name}.log", "wb")  # noqa: SIM115
+    return subprocess.Popen(
+        command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _wait_port(port: int, process: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit("gunicorn exited: see var/bench_webhooks_web.log")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise SystemExit("gunicorn did not start")
+
+
+def _post_all(port: int, callbacks: list[tuple[bytes, str]]) -> tuple[list[float], int, float]:
+    """Post every callback from CLIENT_THREADS keep-alive connections; returns latencies
+    (ms), the number of non-2xx answers, and the seconds it took."""
+    counter = itertools.count()
+    latencies: list[list[float]] = []
+    failures = [0]
+
+    def client() -> None:
+        mine: list[float] = []
+        latencies.append(mine)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        while (n := next(counter)) < len(callbacks):
+            body, signature = callbacks[n]
+            headers = {
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Twilio-Signature": signature,
+                "Host": "127.0.0.1",
+            }
+            for attempt in range(3):
+                start = time.perf_counter()
+                try:
+                    conn.request("POST", PATH, body, headers)
+                    response = conn.getresponse()
+                    response.read()
+                    break
+                except (http.client.HTTPException, OSError):
+                    conn.close()  # the server closed a kept-alive connection: reconnect
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                    if attempt == 2:
+                        raise
+            mine.append((time.perf_counter() - start) * 1000)
+            if response.status >= 300:
+                failures[0] += 1
+        conn.close()
+
+    threads = [threading.Thread(target=client) for _ in range(CLIENT_THREADS)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return [x for part in latencies for x in part], failures[0], time.perf_counter() - started
+
+
+def _cpu_seconds(group: int) -> float:
+    """User + system CPU seconds of every live process in a process group (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:  # pgrp
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def _pending() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM msglog_inboundreport WHERE state = 'pending'")
+        return int(cursor.fetchone()[0])
+
+
+def bench_webhooks() -> dict:
+    total = int(os.environ.get("BENCH_WEBHOOK_CALLBACKS", "100000"))
+    message_count = int(os.environ.get("BENCH_WEBHOOK_MESSAGES", "50000"))
+    _reset()
+    company, sids = _messages(message_count)
+    callbacks = _callbacks(sids, total)
+
+    port = _free_port()
+    env = {
+        **os.environ,
+        "TWILIO_AUTH_TOKEN": TOKEN,
+        "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "SECURE_SSL_REDIRECT": "0",
+        "LOG_LEVEL": "WARNING",
+        "DJANGO_SETTINGS_MODULE": "msglog.settings",
+    }
+    web = _start(
+        [
+            sys.executable, "-m", "gunicorn", "msglog.wsgi", "--workers", "2",
+            "--worker-class", "gthread", "--threads", "8", "--keep-alive", "30",
+            "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
+        ],
+        env,
+        "web",
+    )  # fmt: skip
+    worker = _start(
+        [
+            sys.executable, "-m", "celery", "-A", "msglog", "worker", "--queues", "events",
+            "--concurrency", "1", "--pool", "solo", "--without-gossip", "--without-mingle",
+            "--without-heartbeat", "--loglevel", "WARNING",
+        ],
+        env,
+        "worker",
+    )  # fmt: skip
+    try:
+        _wait_port(port, web)
+        web_cpu, worker_cpu = _cpu_seconds(web.pid), _cpu_seconds(worker.pid)
+        client_cpu = time.process_time()
+        started = time.perf_counter()
+        latencies, failures, sending_seconds = _post_all(port, callbacks)
+        client_cpu = time.process_time() - client_cpu
+        web_cpu = _cpu_seconds(web.pid) - web_cpu
+        while _pending() and worker.poll() is None:
+            time.sleep(0.1)
+        applied_seconds = time.perf_counter() - started
+        worker_cpu = _cpu_seconds(worker.pid) - worker_cpu
+        load = os.getloadavg()
+    finally:
+        _stop(web)
+        _stop(worker)
+
+    with scopes_disabled():
+        statuses = dict(
+            Message.objects.filter(company=company)
+            .order_by()
+            .values("status")
+            .annotate(n=Count("id"))
+            .values_list("status", "n")
+        )
+        batch = Batch.objects.get(company=company)
+    latencies.sort()
+    return {
+        "callbacks": total,
+        "messages": message_count,
+        "client_threads": CLIENT_THREADS,
+        "gunicorn": "2 workers x 8 threads (gthread)",
+        "non_2xx": failures,
+        "sending_seconds": round(sending_seconds, 1),
+        "events_per_second": round(total / sending_seconds),
+        "response_ms": {
+            "median": round(statistics.median(latencies), 1),
+            "p95": round(latencies[int(len(latencies) * 0.95)], 1),
+            "p99": round(latencies[int(len(latencies) * 0.99)], 1),
+            "max": round(latencies[-1], 1),
+        },
+        "last_applied_after_seconds": round(applied_seconds, 1),
+        # CPU spent per callback, whatever else the machine runs: what 1,000/s needs.
+        "cpu_ms_per_callback": {
+            "gunicorn": round(web_cpu * 1000 / total, 2),
+            "celery_worker": round(worker_cpu * 1000 / total, 2),
+            "client": round(client_cpu * 1000 / total, 2),
+        },
+        "load_average_1_5_15": [round(x, 1) for x in load],
+        "statuses": statuses,
+        "batch_delivered": batch.delivered_count,
+        "public_base_url": PUBLIC_BASE_URL,
+        "database": settings.DATABASES["default"]["NAME"],
+    }
