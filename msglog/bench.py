@@ -24,6 +24,7 @@ from companies.models import Company, Membership
 from companies.roles import Role
 
 from . import bench_sending
+from .bench_batches import bench_batch_create, bench_batch_stop
 from .bench_exports import bench_exports
 from .bench_retention import bench_retention
 from .bench_webhooks import bench_webhooks
@@ -207,4 +208,6 @@ BENCHMARKS: dict[str, Callable[[], dict]] = {
     "enqueue": bench_sending.bench_enqueue,
     "throughput": bench_sending.bench_throughput,
     "exports": bench_exports,
+    "batch_stop": bench_batch_stop,  # issue 6
+    "batch_create": bench_batch_create,  # issue 6
 }

@@ -1159,6 +1159,9 @@ def update_batches(companies: list[CompanyRef]) -> None:
                 opened=Count("id", filter=Q(status__in={Status.OPENED, Status.CLICKED})),
                 failed=Count("id", filter=Q(status__in=FAILED_GROUP)),
                 canceled=Count("id", filter=Q(status=Status.CANCELED)),
+                pending=Count(
+                    "id", filter=Q(status__in={Status.QUEUED, Status.SCHEDULED, Status.SENDING})
+                ),
                 first=Min("created_at"),
                 last=Max("updated_at"),
             )
@@ -1168,6 +1171,8 @@ def update_batches(companies: list[CompanyRef]) -> None:
             batch.total_count, batch.sent_count = row["total"], row["sent"]
             batch.delivered_count, batch.opened_count = row["delivered"], row["opened"]
             batch.failed_count, batch.canceled_count = row["failed"], row["canceled"]
+            batch.pending_count = row["pending"]
+            batch.planned_count = row["total"]
             batch.created_at = batch.started_at = row["first"]
             if batch.state == Batch.State.FINISHED:
                 batch.finished_at = row["last"]

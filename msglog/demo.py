@@ -47,11 +47,12 @@ from templates_app.models import MessageTemplate, MessageTemplateVersion
 from templates_app.rendering import render
 
 from . import rollups
+from .batches import counters_for
 from .events import dedupe_key
 from .kinds import Category, Channel, MessageType
 from .models import Batch, Message, StatusEvent, Suppression
 from .segments import count_segments
-from .statuses import DELIVERED_GROUP, FAILED_GROUP, NEVER_SENT, EventFact, Status, derive
+from .statuses import EventFact, Status, derive
 
 SEED = 20250517
 DEMO_DAYS = 45
@@ -1992,18 +1993,9 @@ def insert_objects(model: type[models.Model], objects: list[models.Model]) -> No
 
 
 def batch_counters(counts: Counter) -> dict[str, int]:
-    """A batch's counters from the statuses of its messages."""
-    not_sent = {Status.QUEUED, Status.SCHEDULED, Status.SENDING} | NEVER_SENT
-    return {
-        "total_count": sum(counts.values()),
-        "sent_count": sum(n for s, n in counts.items() if s not in not_sent),
-        "delivered_count": sum(n for s, n in counts.items() if s in DELIVERED_GROUP),
-        "opened_count": sum(
-            n for s, n in counts.items() if s in (Status.OPENED, Status.CLICKED, Status.COMPLAINED)
-        ),
-        "failed_count": sum(n for s, n in counts.items() if s in FAILED_GROUP),
-        "canceled_count": counts.get(Status.CANCELED, 0),
-    }
+    """A batch's counters from the statuses of its messages (the rule is in batches.py)."""
+    counters = counters_for(counts)
+    return {**counters, "planned_count": counters["total_count"]}
 
 
 def _cumulative(weights: Iterable[float]) -> Iterable[float]:

@@ -18,7 +18,7 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import rollups
+from . import batches, rollups
 from .bulk_update import update_fields
 from .models import Message, StatusEvent
 from .statuses import DERIVED_FIELDS, EventFact, derive
@@ -114,7 +114,7 @@ def refresh_messages(message_ids: Iterable[int]) -> dict[int, dict]:
     """Recompute messages' status fields from their events, under row locks.
 
     Returns what changed, by message id. Rollups and batch counters move with each
-    status change (rollups.add_move, rollups.add_batch_move).
+    status change (rollups.add_move; batches.add_move, the one place batch counters move).
     """
     ids = sorted(set(message_ids))
     if not ids:
@@ -132,7 +132,7 @@ def refresh_messages(message_ids: Iterable[int]) -> dict[int, dict]:
             facts[event.message_id].append(fact_of(event))
         changed_messages = []
         deltas: dict[rollups.Bucket, list[int]] = {}
-        batch_deltas: dict[int, dict[str, int]] = {}
+        batch_deltas: batches.BatchDeltas = {}
         for message in locked:
             derived = derive(facts[message.pk], initial=message.status).as_fields()
             changed = {k: v for k, v in derived.items() if getattr(message, k) != v}
@@ -140,7 +140,7 @@ def refresh_messages(message_ids: Iterable[int]) -> dict[int, dict]:
                 continue
             if "status" in changed:
                 rollups.add_move(deltas, message, changed["status"])
-                rollups.add_batch_move(batch_deltas, message, changed["status"])
+                batches.add_move(batch_deltas, message, changed["status"])
             for field, value in changed.items():
                 setattr(message, field, value)
             message.updated_at = now
@@ -149,7 +149,7 @@ def refresh_messages(message_ids: Iterable[int]) -> dict[int, dict]:
         if changed_messages:
             update_fields(changed_messages, [*DERIVED_FIELDS, "updated_at"])
             rollups.apply_deltas({k: tuple(v) for k, v in deltas.items()})
-            rollups.apply_batch_deltas(batch_deltas)
+            batches.apply_moves(batch_deltas)
     return changes
 
 

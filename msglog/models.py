@@ -80,6 +80,13 @@ class Batch(models.Model):
     opened_count = models.PositiveIntegerField(default=0)
     failed_count = models.PositiveIntegerField(default=0)
     canceled_count = models.PositiveIntegerField(default=0)
+    # --- Issue 6 (bulk sends): waiting messages, and recipients still to be recorded.
+    pending_count = models.PositiveIntegerField(
+        default=0, help_text="Messages queued, scheduled or being handed over"
+    )
+    planned_count = models.PositiveIntegerField(
+        default=0, help_text="Recipients the batch was created for"
+    )
 
     objects = ScopedManager(company="company")
 
@@ -95,6 +102,45 @@ class Batch(models.Model):
     def progress(self) -> str:
         """'13/18': delivered of total, as the Batches page shows it."""
         return f"{self.delivered_count}/{self.total_count}"
+
+
+class BatchUpload(models.Model):
+    """Recipients of a batch in the making: a checked CSV upload or a choice of contacts.
+
+    Created when the admin uploads (with the validation report), it becomes the batch's
+    source when confirmed; workers then record its rows as messages in chunks.
+    """
+
+    company = models.ForeignKey("companies.Company", on_delete=models.CASCADE, related_name="+")
+    batch = models.OneToOneField(
+        Batch, null=True, blank=True, on_delete=models.CASCADE, related_name="upload"
+    )
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    name = models.CharField(max_length=200)
+    filename = models.CharField(max_length=200, blank=True)
+    template_version = models.ForeignKey(
+        "templates_app.MessageTemplateVersion", on_delete=models.CASCADE, related_name="+"
+    )
+    scheduled_for = models.DateTimeField(null=True, blank=True)
+    # [address, name, contact id or None, {placeholder: value}] per recipient to send to.
+    rows = models.JSONField(default=list)
+    report = models.JSONField(default=dict, blank=True)
+    recorded_rows = models.PositiveIntegerField(default=0, help_text="Rows already messages")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = ScopedManager(company="company")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({len(self.rows)} recipients)"
 
 
 class Message(models.Model):

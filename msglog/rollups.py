@@ -8,24 +8,17 @@ cards and the histogram read a few hundred rows instead of counting the log (SPE
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from html import escape
 
 from django.db import connection, transaction
-from django.db.models import F, QuerySet
+from django.db.models import QuerySet
 from django.utils.safestring import SafeString, mark_safe
 
-from .models import Batch, DailyRollup, Message
-from .statuses import (
-    DELIVERED_GROUP,
-    ENGAGEMENT,
-    FAILED_GROUP,
-    INTERMEDIATE,
-    NEVER_SENT,
-    Status,
-)
+from .models import DailyRollup, Message
+from .statuses import DELIVERED_GROUP, FAILED_GROUP, INTERMEDIATE, Status
 
 Bucket = tuple[int, date, str, str, str, str]  # company, day, channel, category, type, status
 
@@ -85,41 +78,6 @@ def add_move(deltas: dict[Bucket, list[int]], message: Message, new_status: str)
         delta[0] += sign
         delta[1] += sign * message.segments
         delta[2] += sign * message.credits
-
-
-# --- Batch counters ------------------------------------------------------------------------
-
-# Which statuses each Batch counter counts (the same words seed_demo uses): a status change
-# of a batch's message moves the counters with it, like the rollups.
-NOT_SENT = frozenset({Status.QUEUED, Status.SCHEDULED, Status.SENDING}) | NEVER_SENT
-BATCH_COUNTERS: dict[str, Callable[[str], bool]] = {
-    "sent_count": lambda status: status not in NOT_SENT,
-    "delivered_count": lambda status: status in DELIVERED_GROUP,
-    "opened_count": lambda status: status in ENGAGEMENT,
-    "failed_count": lambda status: status in FAILED_GROUP,
-    "canceled_count": lambda status: status == Status.CANCELED,
-}
-
-
-def add_batch_move(deltas: dict[int, dict[str, int]], message: Message, new_status: str) -> None:
-    """Count a batch message's status change into `deltas` (by batch id); apply them with
-    `apply_batch_deltas`. Messages without a batch are ignored."""
-    if message.batch_id is None:
-        return
-    delta = deltas.setdefault(message.batch_id, dict.fromkeys(BATCH_COUNTERS, 0))
-    for counter, counts in BATCH_COUNTERS.items():
-        delta[counter] += int(counts(new_status)) - int(counts(message.status))
-
-
-def apply_batch_deltas(deltas: dict[int, dict[str, int]]) -> None:
-    """Add the collected counter moves to their batches, in batch id order (so two
-    workers updating the same batches cannot deadlock)."""
-    for batch_id in sorted(deltas):
-        moves = {counter: n for counter, n in deltas[batch_id].items() if n}
-        if moves:
-            Batch.objects.filter(pk=batch_id).update(
-                **{counter: F(counter) + n for counter, n in moves.items()}
-            )
 
 
 def rebuild(company_ids: Iterable[int] | None = None) -> None:

@@ -38,7 +38,7 @@ from companies.models import Company, Contact, CreditLedgerEntry
 from templates_app.models import MessageTemplateVersion
 from templates_app.rendering import compile_text, placeholders, render
 
-from . import rollups
+from . import batches, rollups
 from .events import (
     apply_report,
     dedupe_key,
@@ -382,12 +382,8 @@ def send_many(
                 )
         CreditLedgerEntry.objects.bulk_create(ledger, batch_size=5000)
     rollups.count_created(messages)
-    refused = sum(1 for row in rows if row["status"] != first_status)
     if batch is not None:
-        Batch.objects.filter(pk=batch.pk).update(
-            total_count=F("total_count") + len(messages),
-            failed_count=F("failed_count") + refused,
-        )
+        batches.count_created(batch, messages)
 
     ready = [m.pk for m in messages if m.status == Status.QUEUED]
     if ready:
@@ -618,6 +614,9 @@ def deliver(message_id: int, attempt: int | None = None) -> str:
     message = claim(message_id) if attempt is None else take_retry(message_id, attempt)
     if message is None:
         return "not ours"
+    if batches.is_stopped(message.batch_id):  # the last check before the call
+        batches.cancel_claimed([message])
+        return Status.CANCELED
     attempt = message.attempts
     provider = get_provider(message.channel, message.provider or None)
     try:
@@ -669,14 +668,19 @@ def accept_many(handed_over: list[tuple[Message, Accepted, str]]) -> None:
         if rest:
             Message.objects.bulk_update(rest, ["provider_message_id"])
             refresh_messages(m.pk for m in rest)
+        # The messages moved here bypass refresh_messages: their rollups and batch counters
+        # move here, the same way (batches.add_move is the one rule for batch counters).
         deltas: dict[rollups.Bucket, list[int]] = {}
+        batch_moves: batches.BatchDeltas = {}
         for message, _, _ in handed_over:
             if message.pk in moved:
                 message.status = Status.SENDING
                 rollups.add_move(deltas, message, Status.SENT)
+                batches.add_move(batch_moves, message, Status.SENT)
                 message.status, message.sent_at, message.status_reason = Status.SENT, now, ""
                 message.updated_at = now
         rollups.apply_deltas({k: tuple(v) for k, v in deltas.items()})
+        batches.apply_moves(batch_moves)
     simulated = [m for m, _, _ in handed_over if m.provider == "simulator"]
     if simulated:
         from .tasks import schedule_simulated_reports
@@ -722,7 +726,9 @@ def claim_many(company_id: int, message_ids: Sequence[int]) -> list[Message]:
             cursor.execute(
                 f"UPDATE {Message._meta.db_table} SET status = %s, status_reason = '', "  # noqa: S608
                 f"attempts = attempts + 1, updated_at = %s WHERE company_id = %s "
-                f"AND status = %s AND id IN ({placeholders}) RETURNING id",
+                f"AND status = %s AND id IN ({placeholders}) "
+                f"AND {batches.NOT_STOPPED_SQL} "  # never a message of a stopped batch (issue 6)
+                "RETURNING id",
                 [Status.SENDING, now, company_id, Status.QUEUED, *message_ids],
             )
             won = [row[0] for row in cursor.fetchall()]
@@ -743,11 +749,14 @@ def claim_many(company_id: int, message_ids: Sequence[int]) -> list[Message]:
             ignore_conflicts=True,
         )
         deltas: dict[rollups.Bucket, list[int]] = {}
+        batch_moves: batches.BatchDeltas = {}
         for message in messages:
             message.status = Status.QUEUED
             rollups.add_move(deltas, message, Status.SENDING)
+            batches.add_move(batch_moves, message, Status.SENDING)
             message.status = Status.SENDING
         rollups.apply_deltas({k: tuple(v) for k, v in deltas.items()})
+        batches.apply_moves(batch_moves)
     return messages
 
 
@@ -769,31 +778,47 @@ def deliver_many(company_id: int, message_ids: Sequence[int]) -> list[str]:
             provider = get_provider(channel, name or None)
             handed_over: list[tuple[Message, Accepted, str]] = []
             refused: list[tuple[Message, ProviderError]] = []
+            stopped: list[Message] = []
             for message, answer in zip(group, _hand_over(provider, group), strict=True):
-                if isinstance(answer, ProviderError):
+                if answer is None:
+                    stopped.append(message)
+                    outcomes[message.pk] = Status.CANCELED
+                elif isinstance(answer, ProviderError):
                     refused.append((message, answer))
                 else:
                     handed_over.append((message, answer, provider.name))
                     outcomes[message.pk] = "sent"
+            if stopped:
+                batches.cancel_claimed(stopped)
             accept_many(handed_over)
             for message, error in refused:
                 outcomes[message.pk] = _refused(message, message.attempts, error, provider.name)
     return [outcomes[pk] for pk in message_ids]
 
 
-def _hand_over(provider, messages: list[Message]) -> list[Accepted | ProviderError]:
+def _hand_over(provider, messages: list[Message]) -> list[Accepted | ProviderError | None]:
     """The provider's answer for each message: one request for all of them where the
-    provider takes many at once (`send_batch`), else one request each."""
-    outgoing = [outgoing_for(m, m.attempts) for m in messages]
+    provider takes many at once (`send_batch`), else one request each.
+
+    None for a message whose batch was stopped: the stop is checked right before the
+    call (before the one request, or before each), and such a message is not handed over.
+    """
     if hasattr(provider, "send_batch"):
-        return provider.send_batch(outgoing)
-    answers: list[Accepted | ProviderError] = []
-    for item in outgoing:
+        stopped = batches.stopped_among(m.batch_id for m in messages)  # the last check
+        going = [m for m in messages if m.batch_id not in stopped]
+        outgoing = [outgoing_for(m, m.attempts) for m in going]
+        answers = iter(provider.send_batch(outgoing) if outgoing else [])
+        return [None if m.batch_id in stopped else next(answers) for m in messages]
+    each: list[Accepted | ProviderError | None] = []
+    for message in messages:
+        if batches.is_stopped(message.batch_id):  # the last check before the call
+            each.append(None)
+            continue
         try:
-            answers.append(provider.send(item))
+            each.append(provider.send(outgoing_for(message, message.attempts)))
         except ProviderError as error:
-            answers.append(error)
-    return answers
+            each.append(error)
+    return each
 
 
 def _refused(message: Message, attempt: int, error: Exception, source: str) -> str:

@@ -11,15 +11,21 @@ rank   status                why it sits here
 =====  ====================  ==============================================================
 0      scheduled             waiting for its due time; being queued supersedes it
 1      queued                accepted, waiting for a worker
-2-4    channel_disabled,     never-sent outcomes decided before any provider call; any
-       insufficient_credits, sign that a provider was called after all (sending and up)
-       canceled              outranks them, because the record must say what happened
-5      sending               a worker won the claim and is calling the provider
+2-3    channel_disabled,     never-sent outcomes decided before any provider call; any
+       insufficient_credits  sign that a provider was called after all (sending and up)
+                             outranks them, because the record must say what happened
+4      sending               a worker won the claim and is calling the provider
+5      canceled              its batch was stopped: recorded only by the stop (for a message
+                             no worker claimed) or by the worker that claimed it and saw the
+                             stop before calling the provider, so it outranks `sending`
 6-7    invalid_recipient,    decided by our checks before any call, or by the provider
        suppressed            refusing the message (Twilio 21211/21614, 21610 STOP): a
                              refusal comes after `sending` and is the final word on it,
-                             since nothing was sent; any sign of sending (sent and up)
-                             still outranks it
+                             since nothing was sent. It outranks `canceled` too: if both
+                             exist, a stop raced a worker that called the provider anyway,
+                             and the refusal is what really happened (and keeps a restart
+                             from retrying a hopeless address); any sign of sending (sent
+                             and up) still outranks it
 8      sent                  the provider accepted it; intermediate
 9      failed                the send failed (provider error, retries exhausted)
 10     undelivered           the carrier reported non-delivery
@@ -149,8 +155,12 @@ PRECEDENCE: dict[Status, int] = {
             Status.QUEUED,
             Status.CHANNEL_DISABLED,
             Status.INSUFFICIENT_CREDITS,
-            Status.CANCELED,
             Status.SENDING,
+            # Above sending: only a stop (before any claim) or the worker that claimed the
+            # message and did not hand it over records it (issue 6).
+            Status.CANCELED,
+            # A refusal (ours or the provider's) is the final word on a claimed message, even
+            # one a stop raced: the provider was called and said no (issue 4).
             Status.INVALID_RECIPIENT,
             Status.SUPPRESSED,
             Status.SENT,

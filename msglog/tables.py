@@ -153,15 +153,8 @@ def _template(message) -> str:
 def _batch(message) -> str:
     if message.batch_id is None:
         return "<td>—</td>"
-    return (
-        f'<td><a href="{_logs_url()}?batch={message.batch_id}&amp;period=all">'
-        f"{escape(message.batch.name)}</a></td>"
-    )
-
-
-@functools.cache
-def _logs_url() -> str:
-    return reverse("logs")
+    url = _url_pattern("batch-detail", "batch_id").format(message.batch_id)
+    return f'<td><a href="{url}">{escape(message.batch.name)}</a></td>'
 
 
 CELLS: dict[str, Callable[[object], str]] = {

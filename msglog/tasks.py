@@ -14,7 +14,7 @@ from django_scopes import scopes_disabled
 
 from companies.tenancy import company_scope
 
-from . import events, sending
+from . import batches, events, rate_limits, sending
 from .kinds import Channel
 from .models import Message
 from .providers.base import Report
@@ -65,13 +65,23 @@ def _deliver(company_id: int, message_id: int, attempt: int | None) -> str:
 @shared_task(name="msglog.tasks.send_sms_chunk", queue="sms")
 def send_sms_chunk(company_id: int, message_ids: list[int]) -> list[str]:
     with company_scope(company_id):
-        return sending.deliver_many(company_id, message_ids)
+        return _deliver_paced(company_id, Channel.SMS, message_ids)
 
 
 @shared_task(name="msglog.tasks.send_email_chunk", queue="email")
 def send_email_chunk(company_id: int, message_ids: list[int]) -> list[str]:
     with company_scope(company_id):
-        return sending.deliver_many(company_id, message_ids)
+        return _deliver_paced(company_id, Channel.EMAIL, message_ids)
+
+
+def _deliver_paced(company_id: int, channel: str, message_ids: list[int]) -> list[str]:
+    """The chunk in slices, each once the company's and provider's rate limits allow."""
+    provider = sending.provider_name(channel)
+    return [
+        outcome
+        for part in rate_limits.paced(company_id, provider, message_ids)
+        for outcome in sending.deliver_many(company_id, part)
+    ]
 
 
 @shared_task(name="msglog.tasks.send_sms_message", queue="sms")
@@ -187,6 +197,32 @@ def send_demo_traffic() -> int:
     from .demo import send_demo_traffic as send_some
 
     return send_some()
+
+
+# --- Batches (issue 6) --------------------------------------------------------------------
+
+
+def enqueue_record_batch(company_id: int, upload_id: int) -> None:
+    enqueue_on_commit(record_batch, company_id, upload_id)
+
+
+@shared_task(name="msglog.tasks.record_batch", queue="maintenance")
+def record_batch(company_id: int, upload_id: int) -> int:
+    """Record a confirmed batch's recipients as messages, a chunk at a time."""
+    with company_scope(company_id):
+        return batches.record_rows(upload_id)
+
+
+def enqueue_cancel_batch(company_id: int, batch_id: int) -> None:
+    enqueue_on_commit(cancel_batch, company_id, batch_id)
+
+
+@shared_task(name="msglog.tasks.cancel_batch", queue="maintenance")
+def cancel_batch(company_id: int, batch_id: int) -> int:
+    """Cancel the unsent messages of a stopped batch (a big one, after its Stop)."""
+    with company_scope(company_id):
+        batch = batches.Batch.objects.filter(pk=batch_id).first()
+        return batches.cancel_unsent(batch) if batch is not None else 0
 
 
 # --- Retention (issue 8) ---------------------------------------------------------------------

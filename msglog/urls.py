@@ -9,6 +9,7 @@ from companies.views import switch_company
 from templates_app.views import TemplateDetailView
 
 from .views import base, compose, erasure, failed, logs, messages
+from .views import batches as batch_views
 from .views import exports as export_views
 
 urlpatterns = [
@@ -29,6 +30,24 @@ urlpatterns = [
     path("templates/<int:template_id>/", TemplateDetailView.as_view(), name="template-detail"),
     path("contacts/<int:contact_id>/", ContactDetailView.as_view(), name="contact-detail"),
     path("admin/", admin.site.urls),
+]
+
+# Batches (issue 6)
+urlpatterns += [
+    path("batches/", batch_views.BatchListView.as_view(), name="batches"),
+    path("batches/new/", batch_views.NewBatchView.as_view(), name="batch-new"),
+    path(
+        "batches/uploads/<int:batchupload_id>/",
+        batch_views.UploadReportView.as_view(),
+        name="batch-upload",
+    ),
+    path("batches/<int:batch_id>/", batch_views.BatchDetailView.as_view(), name="batch-detail"),
+    path("batches/<int:batch_id>/stop/", batch_views.StopBatchView.as_view(), name="batch-stop"),
+    path(
+        "batches/<int:batch_id>/restart/",
+        batch_views.RestartBatchView.as_view(),
+        name="batch-restart",
+    ),
 ]
 
 # --- Company administration and the data lifecycle (issue 8) -------------------------------

@@ -15,7 +15,7 @@ from django_scopes.exceptions import ScopeError
 from companies import audit
 from companies.models import Company, Contact, CreditLedgerEntry, Membership
 from companies.roles import Role
-from msglog.models import DailyRollup, Export, Message
+from msglog.models import BatchUpload, DailyRollup, Export, Message
 from tests.conftest import Persona
 from tests.factories import (
     BatchFactory,
@@ -127,6 +127,9 @@ def rival_objects(rival, outsider):
         )
     audit_entry = audit.record(audit.Action.LOGIN, "Signed in", company=rival)
     with scopes_disabled():
+        batch_upload = BatchUpload.objects.create(
+            company=rival, name="Theirs", template_version=version, report={"valid": 1}
+        )
         export = Export.objects.create(
             company=rival, file_format="csv", source="logs", expires_at=timezone.now()
         )
@@ -142,6 +145,7 @@ def rival_objects(rival, outsider):
         membership,
         rollup,
         audit_entry,
+        batch_upload,
         export,
     ]
     assert {type(o) for o in objects} >= set(scoped_models())

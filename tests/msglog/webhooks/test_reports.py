@@ -16,7 +16,7 @@ from django_scopes import scopes_disabled
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from msglog import erasure, rollups
+from msglog import batches, erasure, rollups
 from msglog.models import Batch, DailyRollup, InboundReport, Message, StatusEvent
 from msglog.statuses import DERIVED_FIELDS
 from msglog.tasks import apply_provider_reports
@@ -120,10 +120,7 @@ def counters_from_statuses(company) -> dict:
     """What the batch counters must say, counted from the messages' statuses."""
     with scopes_disabled():
         statuses = Counter(Message.objects.filter(company=company).values_list("status", flat=True))
-    return {
-        counter: sum(n for s, n in statuses.items() if counts(s))
-        for counter, counts in rollups.BATCH_COUNTERS.items()
-    }
+    return batches.counters_for(statuses)
 
 
 def feed(stream: list[reports.Incoming], batch_sizes: list[int]) -> None:

@@ -1,0 +1,216 @@
+"""Batch benchmarks (issue 6): stop latency with real workers, and creation from a CSV.
+
+`batch_stop`: a 50,000-recipient email batch is recorded and sent by two Celery worker
+processes (started here, on the benchmark's database and Redis); once they are busy it
+is stopped. A stop of so many unsent messages returns at once and a worker cancels
+them (`all_unsent_canceled_seconds`). Figures: the time from the stop's commit to the
+last provider call (the simulator records each call's time; 0 when the last call came
+before the commit), and how many calls came after the commit. Target: <= 1 s and 0.
+
+`batch_create`: a 100,000-row CSV (emails, a name and a placeholder column) is checked,
+confirmed and recorded as queued messages with their send tasks published. Target:
+<= 10 s. No worker runs; the published tasks are removed afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.db.models import Max
+from django_scopes import scope, scopes_disabled
+
+from companies.models import Company
+from templates_app.models import MessageTemplate
+
+from . import batches
+from .models import Batch, SimulatedSend
+
+ROOT = Path(__file__).resolve().parents[1]
+STOP_RECIPIENTS = 50_000
+CREATE_ROWS = 100_000
+
+
+def _company() -> tuple[Company, object, object]:
+    with scopes_disabled():
+        company, _ = Company.objects.get_or_create(
+            slug="bench-batches", defaults={"name": "Bench Batches"}
+        )
+        user, _ = get_user_model().objects.get_or_create(username="bench-batch-admin")
+        template, _ = MessageTemplate.objects.get_or_create(
+            company=company,
+            name="Bench newsletter",
+            defaults={
+                "channel": "email",
+                "category": "marketing",
+                "message_type": "marketing",
+                "subject": "News for {{ first_name }}",
+                "text": "Hello {{ first_name }}, {{ offer }} off.",
+            },
+        )
+        version = template.publish(user)
+    return company, user, version
+
+
+def _csv(rows: int, tag: str) -> str:
+    lines = ["email,name,offer"]
+    lines += [f"client{i}.{tag}@example.org,Client {i},{i % 30} %" for i in range(rows)]
+    return "\n".join(lines) + "\n"
+
+
+def _worker_env() -> dict:
+    db = connection.settings_dict
+    url = (
+        f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or '127.0.0.1'}:"
+        f"{db['PORT'] or 5432}/{db['NAME']}"
+    )
+    return {
+        **os.environ,
+        "DATABASE_URL": url,
+        "REDIS_URL": settings.REDIS_URL,
+        "DJANGO_SETTINGS_MODULE": "msglog.settings",
+        "SECURE_SSL_REDIRECT": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def _start_worker(name: str, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "msglog",
+            "worker",
+            "--concurrency=1",
+            f"--hostname={name}@%h",
+            "--queues=email,events,maintenance",
+            "--loglevel=WARNING",
+        ],
+        cwd=ROOT,
+        env=_worker_env(),
+        stdout=log.open("a"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _stop_workers(workers: list[subprocess.Popen]) -> None:
+    for worker in workers:
+        os.killpg(worker.pid, signal.SIGTERM)
+    for worker in workers:
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+
+
+def _purge_queues() -> None:
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    for queue in ("email", "sms", "events", "maintenance", "celery"):
+        client.delete(queue)
+
+
+def _calls(company: Company) -> int:
+    return SimulatedSend.objects.filter(company_id=company.pk).count()
+
+
+def bench_batch_stop(runs: int = int(os.environ.get("BENCH_STOP_RUNS", "3"))) -> dict:
+    if not settings.REDIS_URL:
+        raise SystemExit("batch_stop needs Redis (REDIS_URL): it runs real workers.")
+    company, user, version = _company()
+    _purge_queues()
+    latencies, late_calls, sent_before, stop_seconds, cancel_seconds = [], [], [], [], []
+    logs = Path(tempfile.mkdtemp(prefix="bench-batch-stop-"))
+    workers = [_start_worker(f"bench{i}", logs / f"bench{i}.log") for i in (1, 2)]
+    try:
+        for run in range(runs):
+            with scope(company=company.pk):
+                upload = batches.upload_csv(
+                    company,
+                    name=f"Stop bench {run}",
+                    template_version=version,
+                    data=_csv(STOP_RECIPIENTS, f"stop{run}.{time.time_ns()}"),
+                    uploaded_by=user,
+                )
+                batch = batches.confirm(upload, user)
+                # Recorded here, chunk by chunk; the workers send each chunk once committed.
+                before = _calls(company)
+                batches.record_rows(upload.pk)
+                deadline = time.monotonic() + 300
+                while _calls(company) - before < 2_000:
+                    if time.monotonic() > deadline:
+                        raise SystemExit("the workers sent nothing: are they running?")
+                    time.sleep(0.05)
+                started = time.perf_counter()
+                result = batches.stop(batch, user)
+                stop_seconds.append(time.perf_counter() - started)
+                committed = result.committed_at
+                time.sleep(3)  # any straggler shows up by now
+                while Batch.objects.filter(pk=batch.pk, pending_count__gt=0).exists():
+                    if time.monotonic() > deadline + 600:
+                        raise SystemExit("the unsent messages were never canceled")
+                    time.sleep(0.2)
+                cancel_seconds.append(time.perf_counter() - started)
+                sends = SimulatedSend.objects.filter(company_id=company.pk)
+                last = sends.aggregate(last=Max("accepted_at"))["last"]
+                latencies.append(max(0.0, (last - committed).total_seconds()) * 1000)
+                late_calls.append(sends.filter(accepted_at__gt=committed).count())
+                sent_before.append(_calls(company) - before)
+                batch.refresh_from_db()
+    finally:
+        _stop_workers(workers)
+        _purge_queues()
+    return {
+        "recipients": STOP_RECIPIENTS,
+        "workers": 2,
+        "runs": runs,
+        "stop_to_last_call_ms_median": round(statistics.median(latencies), 1),
+        "stop_to_last_call_ms_max": round(max(latencies), 1),
+        "calls_after_stop_commit_max": max(late_calls),
+        "sent_before_stop_median": statistics.median(sent_before),
+        "stop_request_seconds_median": round(statistics.median(stop_seconds), 2),
+        "all_unsent_canceled_seconds_median": round(statistics.median(cancel_seconds), 1),
+    }
+
+
+def bench_batch_create(runs: int = int(os.environ.get("BENCH_CREATE_RUNS", "1"))) -> dict:
+    company, user, version = _company()
+    checks, records, totals = [], [], []
+    for run in range(runs):
+        data = _csv(CREATE_ROWS, f"create{run}.{time.time_ns()}")
+        with scope(company=company.pk):
+            started = time.perf_counter()
+            upload = batches.upload_csv(
+                company, name=f"Create bench {run}", template_version=version, data=data
+            )
+            checked = time.perf_counter()
+            batch = batches.confirm(upload, user)
+            batches.record_rows(upload.pk)
+            done = time.perf_counter()
+            batches.stop(batch, user)  # nothing of it is ever sent
+        checks.append(checked - started)
+        records.append(done - checked)
+        totals.append(done - started)
+        _purge_queues()
+    return {
+        "rows": CREATE_ROWS,
+        "runs": runs,
+        "total_seconds_median": round(statistics.median(totals), 2),
+        "check_seconds_median": round(statistics.median(checks), 2),
+        "record_and_enqueue_seconds_median": round(statistics.median(records), 2),
+        "state_after": Batch.State.STOPPED,
+    }
