@@ -15,17 +15,13 @@ confirmed and recorded as queued messages with their send tasks published. Targe
 from __future__ import annotations
 
 import os
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection
 from django.db.models import Max
 from django_scopes import scope, scopes_disabled
 
@@ -34,8 +30,8 @@ from templates_app.models import MessageTemplate
 
 from . import batches
 from .models import Batch, SimulatedSend
+from .worker_processes import start_worker, stop_workers, worker_env
 
-ROOT = Path(__file__).resolve().parents[1]
 STOP_RECIPIENTS = 50_000
 CREATE_ROWS = 100_000
 
@@ -67,55 +63,6 @@ def _csv(rows: int, tag: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _worker_env() -> dict:
-    db = connection.settings_dict
-    url = (
-        f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or '127.0.0.1'}:"
-        f"{db['PORT'] or 5432}/{db['NAME']}"
-    )
-    return {
-        **os.environ,
-        "DATABASE_URL": url,
-        "REDIS_URL": settings.REDIS_URL,
-        "DJANGO_SETTINGS_MODULE": "msglog.settings",
-        "SECURE_SSL_REDIRECT": "0",
-        "PYTHONUNBUFFERED": "1",
-    }
-
-
-def _start_worker(name: str, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "msglog",
-            "worker",
-            "--concurrency=1",
-            f"--hostname={name}@%h",
-            "--queues=email,events,maintenance",
-            "--loglevel=WARNING",
-        ],
-        cwd=ROOT,
-        env=_worker_env(),
-        stdout=log.open("a"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def _stop_workers(workers: list[subprocess.Popen]) -> None:
-    for worker in workers:
-        os.killpg(worker.pid, signal.SIGTERM)
-    for worker in workers:
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
-
-
 def _purge_queues() -> None:
     import redis
 
@@ -135,7 +82,15 @@ def bench_batch_stop(runs: int = int(os.environ.get("BENCH_STOP_RUNS", "3"))) ->
     _purge_queues()
     latencies, late_calls, sent_before, stop_seconds, cancel_seconds = [], [], [], [], []
     logs = Path(tempfile.mkdtemp(prefix="bench-batch-stop-"))
-    workers = [_start_worker(f"bench{i}", logs / f"bench{i}.log") for i in (1, 2)]
+    workers = [
+        start_worker(
+            f"bench{i}",
+            queues="email,events,maintenance",
+            env=worker_env(),
+            log=logs / f"bench{i}.log",
+        )
+        for i in (1, 2)
+    ]
     try:
         for run in range(runs):
             with scope(company=company.pk):
@@ -172,7 +127,7 @@ def bench_batch_stop(runs: int = int(os.environ.get("BENCH_STOP_RUNS", "3"))) ->
                 sent_before.append(_calls(company) - before)
                 batch.refresh_from_db()
     finally:
-        _stop_workers(workers)
+        stop_workers(*workers)
         _purge_queues()
     return {
         "recipients": STOP_RECIPIENTS,

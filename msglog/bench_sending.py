@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -33,6 +31,7 @@ from . import sending
 from .kinds import Category, Channel, MessageType
 from .sending import Content, Recipient
 from .statuses import Status
+from .worker_processes import start_worker, stop_workers, worker_env
 
 BENCH_COMPANY = "bench-sending"
 CONTENT = Content(
@@ -40,7 +39,6 @@ CONTENT = Content(
     text="Hello {{ first_name }}, see you on {{ day }} at {{ time }}. Reply to change it.",
     html="<p>Hello {{ first_name }}, see you on <b>{{ day }}</b> at {{ time }}.</p>",
 )
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def bench_company() -> Company:
@@ -166,43 +164,6 @@ def bench_enqueue(n: int = 100_000, runs: int = 3) -> dict:
     return figures
 
 
-def start_worker(name: str, queues: str, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "msglog.settings", "PYTHONUNBUFFERED": "1"}
-    env.setdefault("DATABASE_URL", _database_url())
-    env["REDIS_URL"] = settings.REDIS_URL
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "msglog",
-            "worker",
-            "--concurrency=1",
-            "--pool=prefork",
-            f"--hostname={name}@%h",
-            f"--queues={queues}",
-            "--loglevel=WARNING",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def _database_url() -> str:
-    db = connection.settings_dict
-    return (
-        f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or '127.0.0.1'}:"
-        f"{db['PORT'] or 5432}/{db['NAME']}"
-    )
-
-
 def wait_ready(names: list[str], timeout: float = 60) -> None:
     from .celery import app
 
@@ -235,7 +196,11 @@ def bench_throughput(n: int = 20_000, workers: int = 2, runs: int = 3) -> dict:
     logs = Path(settings.VAR_DIR) / "bench"
     logs.mkdir(parents=True, exist_ok=True)
     names = [f"bench{i}" for i in range(workers)]
-    processes = [start_worker(name, "email", logs / f"{name}.log") for name in names]
+    env = worker_env()
+    processes = [
+        start_worker(name, queues="email", env=env, log=logs / f"{name}.log", quiet=True)
+        for name in names
+    ]
     samples: list[float] = []
     worker_cpu: list[float] = []
     try:
@@ -258,14 +223,7 @@ def bench_throughput(n: int = 20_000, workers: int = 2, runs: int = 3) -> dict:
                 forget(company)
             purge_broker()
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_workers(*processes)
         purge_broker()
     figures = summary(samples, n)
     figures["workers"] = workers

@@ -10,9 +10,6 @@ second: in no second do more than the limit (plus one second's burst) go out.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import time
 from collections import Counter
 from datetime import timedelta
@@ -24,8 +21,9 @@ from django_scopes import scope, scopes_disabled
 
 from msglog import batches
 from msglog.models import Batch, Message, SimulatedSend
+from msglog.worker_processes import stop_workers
 from tests.factories import TemplateFactory, UserFactory
-from tests.msglog.test_fault_tolerance import start_worker, worker_env
+from tests.msglog.test_fault_tolerance import fault_worker_env, start_fault_worker
 
 
 @pytest.fixture
@@ -36,17 +34,6 @@ def broker(settings):
     client.flushdb()
     yield settings.REDIS_URL
     client.flushdb()
-
-
-def stop_workers(*workers: subprocess.Popen) -> None:
-    for worker in workers:
-        os.killpg(worker.pid, signal.SIGTERM)
-    for worker in workers:
-        try:
-            worker.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
 
 
 def start_batch(company, user, recipients: int, name: str) -> Batch:
@@ -79,8 +66,8 @@ def calls(company) -> int:
 @pytest.mark.django_db(transaction=True)
 def test_stop_on_two_busy_workers_leaves_no_call_after_its_commit(acme, broker, tmp_path):
     ada = UserFactory(username="ada.admin")
-    env = worker_env(broker)
-    workers = [start_worker(name, env, tmp_path) for name in ("one", "two")]
+    env = fault_worker_env(broker)
+    workers = [start_fault_worker(name, env, tmp_path) for name in ("one", "two")]
     try:
         batch = start_batch(acme, ada, 20_000, "Big newsletter")
         wait_for(lambda: calls(acme) >= 1_500, 300, "the workers to get going")
@@ -121,9 +108,9 @@ def test_stop_on_two_busy_workers_leaves_no_call_after_its_commit(acme, broker, 
 @pytest.mark.django_db(transaction=True)
 def test_the_rate_limit_holds_across_two_worker_processes(acme, broker, tmp_path):
     rate, recipients = 40, 400
-    env = {**worker_env(broker), "RATE_LIMIT_COMPANY_PER_SECOND": str(rate)}
+    env = {**fault_worker_env(broker), "RATE_LIMIT_COMPANY_PER_SECOND": str(rate)}
     redis.Redis.from_url(broker).delete(f"msglog:rate:company:{acme.pk}")
-    workers = [start_worker(name, env, tmp_path) for name in ("one", "two")]
+    workers = [start_fault_worker(name, env, tmp_path) for name in ("one", "two")]
     try:
         start_batch(acme, UserFactory(username="ada.admin"), recipients, "Paced")
         wait_for(lambda: calls(acme) >= recipients, 120, "every message to go out")

@@ -7,10 +7,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import signal
-import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -18,13 +14,13 @@ from pathlib import Path
 import openpyxl
 import pytest
 import redis
-from django.db import connection
 from django.utils import timezone
 from django_scopes import scope, scopes_disabled
 
 from companies.models import AuditEntry
 from msglog import exports
 from msglog.models import Export
+from msglog.worker_processes import start_worker, stop_workers, worker_env
 from tests.factories import MessageFactory
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,45 +46,17 @@ def broker(settings):
 
 @pytest.fixture
 def worker(broker, small_threshold, tmp_path):
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": (
-            f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or '127.0.0.1'}:"
-            f"{db['PORT'] or 5432}/{db['NAME']}"
-        ),
-        "REDIS_URL": broker,
-        "MEDIA_ROOT": str(small_threshold.MEDIA_ROOT),
-        "DJANGO_SETTINGS_MODULE": "msglog.settings",
-        "PYTHONUNBUFFERED": "1",
-    }
-    log = tmp_path / "worker.log"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "msglog",
-            "worker",
-            "--concurrency=1",
-            "--pool=solo",
-            "--queues=exports",
-            "--loglevel=INFO",
-        ],
-        cwd=ROOT,
+    env = worker_env(broker, MEDIA_ROOT=str(small_threshold.MEDIA_ROOT))
+    process = start_worker(
+        "exports",
+        queues="exports",
         env=env,
-        stdout=log.open("a"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        log=tmp_path / "worker.log",
+        pool="solo",
+        loglevel="INFO",
     )
     yield process
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    stop_workers(process, timeout=15)
 
 
 def wait_until_finished(public_id: str, seconds: float = 120) -> Export:

@@ -8,24 +8,20 @@ calls), and each one's status says what happened.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import redis
-from django.db import connection
 from django.db.models import Count
 from django_scopes import scope, scopes_disabled
 
 from msglog import sending
 from msglog.models import Message, SimulatedSend
 from msglog.sending import Content, Recipient
+from msglog.worker_processes import kill_hard, start_beat, start_worker, worker_env
 
-ROOT = Path(__file__).resolve().parents[2]
 RECIPIENTS = 5_000
 pytestmark = pytest.mark.fault
 
@@ -40,54 +36,24 @@ def broker(settings):
     client.flushdb()
 
 
-def worker_env(redis_url: str) -> dict:
-    db = connection.settings_dict
-    url = (
-        f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or '127.0.0.1'}:"
-        f"{db['PORT'] or 5432}/{db['NAME']}"
+def fault_worker_env(redis_url: str) -> dict:
+    # Short timeouts so the recoveries happen within the test, not within the hour.
+    return worker_env(
+        redis_url,
+        CELERY_VISIBILITY_TIMEOUT="10",
+        SENDING_TIMEOUT_SECONDS="5",
+        QUEUED_TIMEOUT_SECONDS="10",
     )
-    return {
-        **os.environ,
-        "DATABASE_URL": url,  # the test database, where this test committed its data
-        "REDIS_URL": redis_url,
-        "DJANGO_SETTINGS_MODULE": "msglog.settings",
-        # Short timeouts so the recoveries happen within the test, not within the hour.
-        "CELERY_VISIBILITY_TIMEOUT": "10",
-        "SENDING_TIMEOUT_SECONDS": "5",
-        "QUEUED_TIMEOUT_SECONDS": "10",
-        "PYTHONUNBUFFERED": "1",
-    }
 
 
-def start(args: list[str], env: dict, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "msglog", *args],
-        cwd=ROOT,
+def start_fault_worker(name: str, env: dict, logs: Path) -> subprocess.Popen:
+    return start_worker(
+        name,
+        queues="email,events,maintenance",
         env=env,
-        stdout=log.open("a"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        log=logs / f"{name}.log",
+        loglevel="INFO",
     )
-
-
-def start_worker(name: str, env: dict, logs: Path) -> subprocess.Popen:
-    return start(
-        [
-            "worker",
-            "--concurrency=1",
-            "--pool=prefork",
-            f"--hostname={name}@%h",
-            "--queues=email,events,maintenance",
-            "--loglevel=INFO",
-        ],
-        env,
-        logs / f"{name}.log",
-    )
-
-
-def kill_hard(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGKILL)  # the worker and its pool children, no goodbye
-    process.wait()
 
 
 def counts(company) -> dict[str, int]:
@@ -114,12 +80,10 @@ def test_killed_workers_lose_nothing_and_send_nothing_twice(acme, broker, tmp_pa
             ],
             content=Content(subject="Reminder", text="See you tomorrow, {{ first_name }}."),
         )
-    env = worker_env(broker)
-    beat = start(
-        ["beat", f"--schedule={tmp_path / 'beat'}", "--loglevel=INFO"], env, tmp_path / "beat.log"
-    )
-    steady = start_worker("steady", env, tmp_path)
-    victim = start_worker("victim", env, tmp_path)
+    env = fault_worker_env(broker)
+    beat = start_beat(env=env, log=tmp_path / "beat.log", schedule=tmp_path / "beat")
+    steady = start_fault_worker("steady", env, tmp_path)
+    victim = start_fault_worker("victim", env, tmp_path)
     kills = 0
     try:
         for threshold in (600, 1800, 3200):
@@ -129,7 +93,7 @@ def test_killed_workers_lose_nothing_and_send_nothing_twice(acme, broker, tmp_pa
                 time.sleep(0.2)
             kill_hard(victim)
             kills += 1
-            victim = start_worker("victim", env, tmp_path)
+            victim = start_fault_worker("victim", env, tmp_path)
 
         deadline = time.monotonic() + 300
         while True:
