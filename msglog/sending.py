@@ -38,7 +38,7 @@ from companies.models import Company, Contact, CreditLedgerEntry
 from templates_app.models import MessageTemplateVersion
 from templates_app.rendering import compile_text, placeholders, render
 
-from . import batches, rollups
+from . import batches, rollups, suppressions
 from .events import (
     apply_report,
     dedupe_key,
@@ -893,25 +893,17 @@ def _permanent(message: Message, error: PermanentError, source: str) -> str:
         key_parts=(message.public_id, "refused", error.code, status),
     )
     if status == Status.SUPPRESSED and message.channel == Channel.SMS:
-        suppress(message, Suppression.Reason.SMS_STOP, note=f"Provider error {error.code}")
+        suppressions.add(
+            message.company_id,
+            message.channel,
+            message.to_address,
+            Suppression.Reason.SMS_STOP,
+            message=message,
+            note=f"Provider error {error.code}",
+        )
     if status in NEVER_SENT:
         refund(message)
     return status
-
-
-def suppress(message: Message, reason: str, note: str = "") -> None:
-    """Add the message's address to its company's suppression list and flag the contact."""
-    Suppression.objects.get_or_create(
-        company_id=message.company_id,
-        channel=message.channel,
-        address=message.to_address,
-        defaults={"reason": reason, "message": message, "note": note},
-    )
-    contacts = Contact.objects.filter(company_id=message.company_id)
-    if message.channel == Channel.SMS:
-        contacts.filter(phone=message.to_address).update(sms_opted_out=True)
-    else:
-        contacts.filter(email__iexact=message.to_address).update(email_bounced=True)
 
 
 @transaction.atomic
