@@ -296,26 +296,18 @@ def select(
         messages = messages.filter(company=company)
     data = query.copy()
     default_period = DEFAULT_PERIOD
-    wanted_id = _as_id(source_id) if source in {"contact", "batch"} else None
-    if source in {"contact", "batch"} and wanted_id is None:
-        raise ExportError(f"Which {source} to export is missing.")
-    if source == "contact":
-        contacts = Contact.objects.all()
+    wanted_id = None
+    if source in {"contact", "batch"}:
+        wanted_id = _as_id(source_id)
+        if wanted_id is None:
+            raise ExportError(f"Which {source} to export is missing.")
+        owners = (Contact if source == "contact" else Batch).objects.all()
         if company is not None:
-            contacts = contacts.filter(company=company)
-        contact = contacts.filter(pk=wanted_id).first()
-        if contact is None:
-            raise ExportError("That contact is not one of your company's.")
-        messages = messages.filter(contact=contact)
-        default_period = "all"
-    elif source == "batch":
-        batches = Batch.objects.all()
-        if company is not None:
-            batches = batches.filter(company=company)
-        batch = batches.filter(pk=wanted_id).first()
-        if batch is None:
-            raise ExportError("That batch is not one of your company's.")
-        messages = messages.filter(batch=batch)
+            owners = owners.filter(company=company)
+        owner = owners.filter(pk=wanted_id).first()
+        if owner is None:
+            raise ExportError(f"That {source} is not one of your company's.")
+        messages = messages.filter(**{source: owner})
         default_period = "all"
     elif source == "failed":
         data = failed_view_query(query, today)

@@ -39,6 +39,7 @@ from templates_app.models import MessageTemplateVersion
 from templates_app.rendering import compile_text, placeholders, render
 
 from . import batches, rollups, suppressions
+from .bulk_update import update_fields
 from .events import (
     apply_report,
     dedupe_key,
@@ -666,7 +667,7 @@ def accept_many(handed_over: list[tuple[Message, Accepted, str]]) -> None:
         StatusEvent.objects.bulk_create(events, ignore_conflicts=True, batch_size=2000)
         rest = [m for m, _, _ in handed_over if m.pk not in moved]
         if rest:
-            Message.objects.bulk_update(rest, ["provider_message_id"])
+            update_fields(rest, ["provider_message_id"])
             refresh_messages(m.pk for m in rest)
         # The messages moved here bypass refresh_messages: their rollups and batch counters
         # move here, the same way (batches.add_move is the one rule for batch counters).
