@@ -10,11 +10,11 @@ from datetime import timedelta
 import django_filters
 from django import forms
 
+from msglog.exports import neutralize
 from msglog.filters import start_of_day
 
 from .models import AuditEntry
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 CSV_COLUMNS = ["when (UTC)", "who", "action", "what", "details"]
 
 
@@ -55,8 +55,7 @@ class AuditFilter(django_filters.FilterSet):
 
 def safe_cell(value: object) -> str:
     """A cell a spreadsheet shows as text, never runs as a formula (SPEC §6)."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    return neutralize("" if value is None else str(value))
 
 
 class _Echo:
