@@ -288,9 +288,20 @@ def test_formulas_typed_into_names_never_reach_a_spreadsheet_as_formulas(acme, a
 
 
 def test_control_characters_do_not_break_the_excel_file(acme, accountant):
-    MessageFactory(company=acme, to_name="Bad\x01name\x0b here")
+    MessageFactory(company=acme, to_name="Bad\x01name\x0b here\ufffe")
     rows = xlsx_rows(export(accountant.client(), "xlsx"))
     assert rows[0]["Recipient name"] == "Badname here"
+
+
+def test_markup_and_spaces_reach_the_excel_file_as_typed(acme, accountant):
+    """The sheet's XML is written as text: markup is escaped, spaces and CR kept, and a
+    text repeated on many rows (remembered once) reads the same on every one."""
+    names = ["Tom & Jerry <b>", "a > b", " leading", "trailing ", "line\r\nbreak", "A&amp;B"]
+    for name in names * 3:
+        MessageFactory(company=acme, to_name=name, status_reason=name)
+    rows = xlsx_rows(export(accountant.client(), "xlsx"))
+    assert sorted(row["Recipient name"] for row in rows) == sorted(names * 3)
+    assert all(row["Status reason"] == row["Recipient name"] for row in rows)
 
 
 # --- Roles ---------------------------------------------------------------------------------
