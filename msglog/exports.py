@@ -27,7 +27,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -620,6 +620,16 @@ def write_xlsx(
 ) -> int:
     """Write the Excel file (rows, then a Totals sheet) to a path or file; rows written."""
     workbook = Workbook(write_only=True)
+    try:
+        return _write_xlsx(workbook, selection, target, on_progress)
+    except BaseException:
+        discard_sheet_files(workbook)
+        raise
+
+
+def _write_xlsx(
+    workbook: Workbook, selection: Selection, target, on_progress: Callable[[int], None] | None
+) -> int:
     sheet = workbook.create_sheet("Messages")
     bold = Font(bold=True)
     heading = columns(selection.include_content)
@@ -642,6 +652,20 @@ def write_xlsx(
     write_totals(workbook.create_sheet("Totals"), totals, selection, bold)
     save(workbook, target)
     return written
+
+
+def discard_sheet_files(workbook: Workbook) -> None:
+    """A failed export's temporary sheet files, removed now: openpyxl removes them only when
+    the process exits, and a worker lives long (a million rows make a gigabyte of XML)."""
+    for sheet in workbook.worksheets:
+        writer = sheet._writer
+        if writer is None or not os.path.exists(writer.out):
+            continue  # never started, or already written into the archive
+        with suppress(Exception):  # the stream may be half written: only the file matters
+            if sheet._rows is not None:
+                sheet._rows.close()  # openpyxl's row generator, inside <sheetData>
+            writer.close()
+        writer.cleanup()
 
 
 # zlib's fastest level: a third of the default level's time for a fifth more bytes

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
@@ -13,6 +14,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_scopes import scopes_disabled
+from openpyxl.worksheet._writer import ALL_TEMP_FILES
 
 from companies.models import AuditEntry
 from companies.tenancy import company_scope
@@ -302,6 +304,24 @@ def test_markup_and_spaces_reach_the_excel_file_as_typed(acme, accountant):
     rows = xlsx_rows(export(accountant.client(), "xlsx"))
     assert sorted(row["Recipient name"] for row in rows) == sorted(names * 3)
     assert all(row["Status reason"] == row["Recipient name"] for row in rows)
+
+
+def test_an_excel_file_that_fails_leaves_no_temporary_files(acme, month, tmp_path):
+    """A worker lives long: a failed export must not keep its sheet's XML (a gigabyte for a
+    million rows) on disk until the worker exits."""
+    with scopes_disabled():
+        selection = exports.select(
+            company=acme,
+            all_companies=False,
+            source="logs",
+            source_id=None,
+            query="period=all",
+            include_content=False,
+        )
+        before = set(ALL_TEMP_FILES)
+        with pytest.raises(IsADirectoryError):  # the rows are written, the archive cannot be
+            exports.write_xlsx(selection, tmp_path)
+    assert [path for path in ALL_TEMP_FILES if path not in before and os.path.exists(path)] == []
 
 
 # --- Roles ---------------------------------------------------------------------------------
