@@ -5,13 +5,12 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterable, Iterator
-from datetime import timedelta
 
 import django_filters
 from django import forms
 
 from msglog.exports import neutralize
-from msglog.filters import start_of_day
+from msglog.filters import end_of_day, start_of_day
 
 from .models import AuditEntry
 
@@ -50,7 +49,7 @@ class AuditFilter(django_filters.FilterSet):
     def filter_date_to(self, queryset, name, value):
         if not value:
             return queryset
-        return queryset.filter(created_at__lt=start_of_day(value + timedelta(days=1)))
+        return queryset.filter(created_at__lt=end_of_day(value))
 
 
 def safe_cell(value: object) -> str:

@@ -23,6 +23,7 @@ from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import Left, TruncDate
 from django.urls import reverse
 
+from .filters import end_of_day
 from .kinds import Channel, Provider
 from .models import Message
 from .statuses import FAILED_GROUP, MEANING, Status
@@ -65,7 +66,7 @@ class Window:
 
     @property
     def end(self) -> datetime:
-        return datetime.combine(self.date_to + timedelta(days=1), time.min, tzinfo=UTC)
+        return end_of_day(self.date_to)
 
     def days(self) -> list[date]:
         count = (self.date_to - self.date_from).days + 1

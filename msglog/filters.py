@@ -58,6 +58,13 @@ def start_of_day(day: date) -> datetime:
         return datetime.max.replace(tzinfo=UTC)
 
 
+def end_of_day(day: date) -> datetime:
+    """The first moment after `day` (UTC), for a `created_at < end` range."""
+    if day >= date.max:  # nothing comes after the calendar's last day
+        return datetime.max.replace(tzinfo=UTC)
+    return start_of_day(day + timedelta(days=1))
+
+
 def period_range(period: str, today: date) -> tuple[date | None, date | None]:
     """The first and last day a preset period covers (UTC days)."""
     return {
@@ -267,7 +274,7 @@ class MessageFilter(django_filters.FilterSet):
     def filter_date_to(self, queryset: QuerySet, name: str, value: date | None) -> QuerySet:
         if value is None:
             return queryset
-        return queryset.filter(created_at__lt=start_of_day(value + timedelta(days=1)))
+        return queryset.filter(created_at__lt=end_of_day(value))
 
     def filter_search(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         value = value.strip()

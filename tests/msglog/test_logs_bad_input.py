@@ -73,3 +73,13 @@ def test_any_query_string_is_answered_safely(two_companies, query):
     assert response.status_code == 200
     assert b"theirs@example.org" not in response.content
     assert b"<script>alert(1)</script>" not in response.content
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/logs/", "/failed/", "/settings/audit/"])
+def test_the_calendars_last_day_is_a_date_like_any_other(acme, admin, path):
+    # Hypothesis once found date_to=9999-12-31: "the day after" overflowed into a 500.
+    MessageFactory(company=acme, to_address="ours@example.org")
+    query = {"period": "custom", "date_from": "9999-12-30", "date_to": "9999-12-31"}
+    assert admin.client().get(path, query).status_code == 200
+    assert admin.client().get(path, {"date_to": "9999-12-31"}).status_code == 200
