@@ -16,10 +16,9 @@ company of its own (a previous run's is deleted first).
 
 from __future__ import annotations
 
-import http.client
-import itertools
 import os
 import random
+import selectors
 import signal
 import socket
 import statistics
@@ -48,7 +47,7 @@ PATH = "/webhooks/twilio/status/"
 TOKEN = "bench-webhooks-auth-token"  # noqa: S105 — signs the benchmark's own posts
 PUBLIC_BASE_URL = "https://bench-webhooks.example"
 SLUG = "bench-webhooks"
-CLIENT_THREADS = int(os.environ.get("BENCH_WEBHOOK_THREADS", "16"))
+CLIENT_CONNECTIONS = int(os.environ.get("BENCH_WEBHOOK_CONNECTIONS", "16"))
 
 
 def _free_port() -> int:
@@ -68,6 +67,18 @@ def _reset() -> None:
                 cursor.execute(f"DELETE FROM {table} WHERE company_id = %s", [company_id])  # noqa: S608
     with scopes_disabled():
         Company.objects.filter(pk__in=old).delete()
+
+
+def _vacuum() -> None:
+    """VACUUM and ANALYZE what the benchmark writes: the previous run's rows are dead
+    tuples until then, and a server without autovacuum (this one runs with it off) would
+    carry every run's into the next, each slower than the last."""
+    with connection.cursor() as cursor:
+        for table in (
+            "msglog_inboundreport", "msglog_statusevent", "msglog_message", "msglog_batch",
+            "msglog_dailyrollup", "companies_company",
+        ):  # fmt: skip
+            cursor.execute(f"VACUUM (ANALYZE) {table}")
 
 
 def _messages(count: int) -> tuple[Company, list[str]]:
@@ -159,65 +170,166 @@ def _wait_port(port: int, process: subprocess.Popen, seconds: float = 60) -> Non
     raise SystemExit("gunicorn did not start")
 
 
+def _requests(callbacks: list[tuple[bytes, str]]) -> list[bytes]:
+    """Each callback as the bytes of its HTTP request, built before the clock starts."""
+    head = (
+        f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+    ).encode()
+    return [
+        head + f"X-Twilio-Signature: {sig}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+        for body, sig in callbacks
+    ]
+
+
+class _Connection:
+    """One keep-alive connection with at most one request in flight."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffer = b""
+        self.index = -1
+        self.started = 0.0
+
+    def response(self) -> tuple[int, bool] | None:
+        """(status, server closes) once a whole response is buffered, else None."""
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return None
+        head = self.buffer[:end].decode("latin-1").lower().split("\r\n")
+        length = 0
+        closes = False
+        for line in head[1:]:
+            name, _, value = line.partition(":")
+            if name == "content-length":
+                length = int(value)
+            elif name == "connection":
+                closes = value.strip() == "close"
+        if len(self.buffer) < end + 4 + length:
+            return None
+        self.buffer = self.buffer[end + 4 + length :]
+        return int(head[0].split()[1]), closes
+
+
 def _post_all(port: int, callbacks: list[tuple[bytes, str]]) -> tuple[list[float], int, float]:
-    """Post every callback from CLIENT_THREADS keep-alive connections; returns latencies
-    (ms), the number of non-2xx answers, and the seconds it took."""
-    counter = itertools.count()
-    latencies: list[list[float]] = []
-    failures = [0]
+    """Post every callback over CLIENT_CONNECTIONS keep-alive connections from one thread
+    (a selector; the requests' bytes are built beforehand, so the client costs tens of
+    microseconds a request); returns latencies (ms), the number of non-2xx answers, and
+    the seconds it took. A connection the server closes is reopened and its request sent
+    again (a callback is stored once, however often it is posted)."""
+    requests = _requests(callbacks)
+    latencies: list[float] = []
+    failures = 0
+    selector = selectors.DefaultSelector()
+    queue = iter(range(len(requests)))
 
-    def client() -> None:
-        mine: list[float] = []
-        latencies.append(mine)
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        while (n := next(counter)) < len(callbacks):
-            body, signature = callbacks[n]
-            headers = {
-                "Content-Type": "application/x-www-form-urlencoded",
-                "X-Twilio-Signature": signature,
-                "Host": "127.0.0.1",
-            }
-            for attempt in range(3):
-                start = time.perf_counter()
-                try:
-                    conn.request("POST", PATH, body, headers)
-                    response = conn.getresponse()
-                    response.read()
-                    break
-                except (http.client.HTTPException, OSError):
-                    conn.close()  # the server closed a kept-alive connection: reconnect
-                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                    if attempt == 2:
-                        raise
-            mine.append((time.perf_counter() - start) * 1000)
-            if response.status >= 300:
-                failures[0] += 1
-        conn.close()
+    def send(conn: _Connection, index: int) -> None:
+        conn.index = index
+        conn.started = time.perf_counter()
+        conn.sock.sendall(requests[index])
 
-    threads = [threading.Thread(target=client) for _ in range(CLIENT_THREADS)]
+    def reopen(conn: _Connection) -> _Connection:
+        selector.unregister(conn.sock)
+        conn.sock.close()
+        fresh = _Connection(port)
+        selector.register(fresh.sock, selectors.EVENT_READ, fresh)
+        return fresh
+
     started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return [x for part in latencies for x in part], failures[0], time.perf_counter() - started
+    for _ in range(min(CLIENT_CONNECTIONS, len(requests))):
+        conn = _Connection(port)
+        selector.register(conn.sock, selectors.EVENT_READ, conn)
+        send(conn, next(queue))
+    in_flight = len(selector.get_map())
+    while in_flight:
+        for key, _ in selector.select():
+            conn = key.data
+            data = conn.sock.recv(65536)
+            if not data:  # closed before answering: again, on a new connection
+                send(reopen(conn), conn.index)
+                continue
+            conn.buffer += data
+            while (answer := conn.response()) is not None:
+                status, closes = answer
+                latencies.append((time.perf_counter() - conn.started) * 1000)
+                failures += status >= 300
+                if closes:
+                    conn = reopen(conn)
+                index = next(queue, None)
+                if index is None:
+                    in_flight -= 1
+                    selector.unregister(conn.sock)
+                    conn.sock.close()
+                    break
+                send(conn, index)
+    selector.close()
+    return latencies, failures, time.perf_counter() - started
+
+
+def _stat(pid: int | str) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
 
 
 def _cpu_seconds(group: int) -> float:
     """User + system CPU seconds of every live process in a process group (Linux /proc)."""
-    ticks = os.sysconf("SC_CLK_TCK")
     total = 0
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == group:  # pgrp
+        if entry.isdigit() and (fields := _stat(entry)) and int(fields[2]) == group:  # pgrp
             total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / ticks
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_cpu() -> dict[tuple[str, int], float]:
+    """CPU seconds of each live PostgreSQL backend connected to this database, by
+    (application name, pid): the server runs on this machine, and the web and worker
+    processes name themselves with PGAPPNAME. Other databases' backends are not counted."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT application_name, pid FROM pg_stat_activity "
+            "WHERE datname = current_database() AND backend_type = 'client backend'"
+        )
+        backends = cursor.fetchall()
+    found = {}
+    for name, pid in backends:
+        if fields := _stat(pid):
+            found[(name, pid)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return found
+
+
+class _PostgresCpu:
+    """CPU seconds spent by this database's backends, by application name, from now on.
+
+    A thread samples them every half second: a backend that disconnects on the way (its
+    process is gone once CONN_MAX_AGE closes the connection) keeps what it had spent at
+    its last sample, and one that connects later counts from zero."""
+
+    def __init__(self) -> None:
+        self.before = _postgres_cpu()
+        self.last = dict(self.before)
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> None:
+        try:
+            while not self.done.wait(0.5):
+                self.last.update(_postgres_cpu())
+        finally:
+            connection.close()
+
+    def stop(self) -> dict[str, float]:
+        self.done.set()
+        self.thread.join()
+        self.last.update(_postgres_cpu())
+        spent: dict[str, float] = {}
+        for (name, pid), cpu in self.last.items():
+            spent[name] = spent.get(name, 0.0) + cpu - self.before.get((name, pid), 0.0)
+        return spent
 
 
 def _pending() -> int:
@@ -231,6 +343,7 @@ def bench_webhooks() -> dict:
     message_count = int(os.environ.get("BENCH_WEBHOOK_MESSAGES", "50000"))
     _reset()
     company, sids = _messages(message_count)
+    _vacuum()
     callbacks = _callbacks(sids, total)
 
     port = _free_port()
@@ -246,10 +359,10 @@ def bench_webhooks() -> dict:
     web = _start(
         [
             sys.executable, "-m", "gunicorn", "msglog.wsgi", "--workers", "2",
-            "--worker-class", "gthread", "--threads", "8", "--keep-alive", "30",
+            "--worker-class", "gthread", "--threads", "8", "--keep-alive", "30", "--preload",
             "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
         ],
-        env,
+        {**env, "PGAPPNAME": "bench-web"},
         "web",
     )  # fmt: skip
     worker = _start(
@@ -258,12 +371,14 @@ def bench_webhooks() -> dict:
             "--concurrency", "1", "--pool", "solo", "--without-gossip", "--without-mingle",
             "--without-heartbeat", "--loglevel", "WARNING",
         ],
-        env,
+        {**env, "PGAPPNAME": "bench-worker"},
         "worker",
     )  # fmt: skip
     try:
         _wait_port(port, web)
         web_cpu, worker_cpu = _cpu_seconds(web.pid), _cpu_seconds(worker.pid)
+        postgres = _PostgresCpu()
+        load_before = os.getloadavg()
         client_cpu = time.process_time()
         started = time.perf_counter()
         latencies, failures, sending_seconds = _post_all(port, callbacks)
@@ -273,6 +388,7 @@ def bench_webhooks() -> dict:
             time.sleep(0.1)
         applied_seconds = time.perf_counter() - started
         worker_cpu = _cpu_seconds(worker.pid) - worker_cpu
+        postgres_cpu = postgres.stop()
         load = os.getloadavg()
     finally:
         _stop(web)
@@ -291,7 +407,7 @@ def bench_webhooks() -> dict:
     return {
         "callbacks": total,
         "messages": message_count,
-        "client_threads": CLIENT_THREADS,
+        "client_connections": CLIENT_CONNECTIONS,
         "gunicorn": "2 workers x 8 threads (gthread)",
         "non_2xx": failures,
         "sending_seconds": round(sending_seconds, 1),
@@ -308,7 +424,11 @@ def bench_webhooks() -> dict:
             "gunicorn": round(web_cpu * 1000 / total, 2),
             "celery_worker": round(worker_cpu * 1000 / total, 2),
             "client": round(client_cpu * 1000 / total, 2),
+            # the PostgreSQL backends serving each of them
+            "postgres_for_gunicorn": round(postgres_cpu.get("bench-web", 0) * 1000 / total, 2),
+            "postgres_for_worker": round(postgres_cpu.get("bench-worker", 0) * 1000 / total, 2),
         },
+        "load_average_1_5_15_before": [round(x, 1) for x in load_before],
         "load_average_1_5_15": [round(x, 1) for x in load],
         "statuses": statuses,
         "batch_delivered": batch.delivered_count,

@@ -1,20 +1,39 @@
-"""Updating many rows, each with its own values, in one statement.
+"""Writing many rows, each with its own values, in one statement.
 
 Django's `bulk_update` builds a CASE WHEN expression per field and row, which costs
 tens of milliseconds per row to compile at a thousand rows: far too slow for applying
-provider reports in batches. On PostgreSQL this sends ``UPDATE ... FROM (VALUES ...)``
-instead, with each value cast to its column's type; elsewhere it falls back to
-`bulk_update`.
+provider reports in batches. On PostgreSQL :func:`update_fields` sends
+``UPDATE ... FROM unnest(%b::type[], ...)`` instead, and :func:`insert_new`
+``INSERT ... SELECT * FROM unnest(...) ON CONFLICT DO NOTHING``: one array parameter per
+column, bound by the server (msglog/prepared.py). The statement's text depends only on
+the model and the columns, so PostgreSQL prepares it once per connection, and neither
+side parses thousands of quoted values out of the SQL (Django's cursors would write each
+one into the text). Elsewhere (SQLite) they fall back to `bulk_update` and `bulk_create`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from datetime import datetime
+from functools import lru_cache
 
-from django.db import connection
-from django.db.models import Model
+from django.db import connection, models
+from django.db.models import Field, Model
 
-CHUNK = 1000
+from .prepared import server_bound_cursor
+
+CHUNK = 5000
+
+#: Values that a field's get_db_prep_save hands through unchanged, by field kind: for
+#: them the call (a few Python calls per value, a fifth of a batch's CPU) is skipped.
+_PASSED_THROUGH: tuple[tuple[type[Field], type], ...] = (
+    (models.CharField, str),
+    (models.TextField, str),
+    (models.BooleanField, bool),
+    (models.IntegerField, int),  # also the auto primary keys
+    (models.DateTimeField, datetime),  # when aware (a naive one gets Django's warning)
+)
 
 
 def update_fields(objects: Sequence[Model], fields: Sequence[str]) -> None:
@@ -25,24 +44,95 @@ def update_fields(objects: Sequence[Model], fields: Sequence[str]) -> None:
     if connection.vendor != "postgresql":
         model._default_manager.bulk_update(objects, list(fields), batch_size=500)
         return
-    ops = connection.ops
-    pk = model._meta.pk
-    columns = [pk, *(model._meta.get_field(name) for name in fields)]
-    casts = [f"%s::{field.db_type(connection)}" for field in columns]
-    row_sql = "(" + ", ".join(casts) + ")"
-    names = [ops.quote_name(field.column) for field in columns]
-    table = ops.quote_name(model._meta.db_table)
-    assignments = ", ".join(f"{name} = v.{name}" for name in names[1:])
-    for start in range(0, len(objects), CHUNK):
-        chunk = objects[start : start + CHUNK]
-        params: list = []
-        for obj in chunk:
-            for field in columns:
-                params.append(field.get_db_prep_save(getattr(obj, field.attname), connection))
-        sql = (
-            f"UPDATE {table} AS t SET {assignments} "  # noqa: S608 — our own column names
-            f"FROM (VALUES {', '.join([row_sql] * len(chunk))}) AS v({', '.join(names)}) "
-            f"WHERE t.{names[0]} = v.{names[0]}"
-        )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+    columns = (model._meta.pk, *(model._meta.get_field(name) for name in fields))
+    _write(_update_sql(model, columns), objects, columns)
+
+
+def insert_new(objects: Sequence[Model]) -> None:
+    """Insert the objects (all of one model, not saved, no primary key set) with every
+    concrete field; one that a unique constraint says exists already is skipped."""
+    if not objects:
+        return
+    model = type(objects[0])
+    if connection.vendor != "postgresql":
+        model._default_manager.bulk_create(objects, ignore_conflicts=True, batch_size=500)
+        return
+    columns = tuple(f for f in model._meta.concrete_fields if not f.primary_key)
+    for obj in objects:  # what Django's save() does first: defaults that depend on time
+        for field in columns:
+            setattr(obj, field.attname, field.pre_save(obj, add=True))
+    _write(_insert_sql(model, columns), objects, columns)
+
+
+def _write(sql: str, objects: Sequence[Model], columns: Sequence[Field]) -> None:
+    with server_bound_cursor() as cursor:
+        for start in range(0, len(objects), CHUNK):
+            chunk = objects[start : start + CHUNK]
+            cursor.execute(sql, [_column(chunk, field) for field in columns])
+
+
+def _column(objects: Sequence[Model], field: Field) -> list:
+    """One column's values, prepared for the database as Django's save() prepares them."""
+    attname = field.attname
+    passes = _passed_through(field)
+    prep = field.get_db_prep_save
+    values = [getattr(obj, attname) for obj in objects]
+    if passes is datetime:
+        return [
+            value
+            if value is None or (type(value) is datetime and value.tzinfo is not None)
+            else prep(value, connection)
+            for value in values
+        ]
+    return [
+        value if value is None or type(value) is passes else prep(value, connection)
+        for value in values
+    ]
+
+
+def _passed_through(field: Field) -> type | None:
+    """The type of value this field's get_db_prep_save returns as it is, if any."""
+    if isinstance(field, models.ForeignKey):
+        field = field.target_field
+    for kind, value_type in _PASSED_THROUGH:
+        if isinstance(field, kind):
+            return value_type
+    return None
+
+
+def _arrays(columns: Sequence[Field]) -> tuple[str, str]:
+    """("unnest(%b::type[], ...)", '"col", ...') for these columns. The arrays travel in
+    binary (%b: no quoting of each value, about twice as fast for text) and have the
+    columns' types without their modifiers (varchar, not varchar(24)): an explicit cast
+    would cut a value that is too long, while the assignment to the column refuses it,
+    as a plain INSERT or UPDATE does."""
+    quote = connection.ops.quote_name
+    arrays = ", ".join(f"%b::{_TYPMOD.sub('', field.db_type(connection))}[]" for field in columns)
+    return f"unnest({arrays})", ", ".join(quote(field.column) for field in columns)
+
+
+_TYPMOD = re.compile(r"\([^)]*\)")
+
+
+@lru_cache(maxsize=64)
+def _update_sql(model: type[Model], columns: tuple[Field, ...]) -> str:
+    quote = connection.ops.quote_name
+    unnest, names = _arrays(columns)
+    pk = quote(columns[0].column)
+    assignments = ", ".join(
+        f"{quote(field.column)} = v.{quote(field.column)}" for field in columns[1:]
+    )
+    return (
+        f"UPDATE {quote(model._meta.db_table)} AS t SET {assignments} "  # noqa: S608 — our own names
+        f"FROM {unnest} AS v({names}) WHERE t.{pk} = v.{pk}"
+    )
+
+
+@lru_cache(maxsize=64)
+def _insert_sql(model: type[Model], columns: tuple[Field, ...]) -> str:
+    unnest, names = _arrays(columns)
+    table = connection.ops.quote_name(model._meta.db_table)
+    return (
+        f"INSERT INTO {table} ({names}) SELECT * FROM {unnest} "  # noqa: S608 — our own names
+        "ON CONFLICT DO NOTHING"
+    )

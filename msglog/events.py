@@ -10,6 +10,7 @@ single-message forms are that with a list of one.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections import defaultdict
 from collections.abc import Iterable
@@ -19,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import batches, rollups
-from .bulk_update import update_fields
+from .bulk_update import insert_new, update_fields
 from .models import Message, StatusEvent
 from .statuses import DERIVED_FIELDS, EventFact, derive
 
@@ -30,15 +31,12 @@ def dedupe_key(*parts: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+#: The StatusEvent fields an EventFact is made of, in its order.
+FACT_FIELDS = tuple(f.name for f in dataclasses.fields(EventFact))
+
+
 def fact_of(event: StatusEvent) -> EventFact:
-    return EventFact(
-        dedupe_key=event.dedupe_key,
-        status=event.status,
-        occurred_at=event.occurred_at,
-        error_code=event.error_code,
-        error_message=event.error_message,
-        reason=event.reason,
-    )
+    return EventFact(*(getattr(event, name) for name in FACT_FIELDS))
 
 
 def new_event(
@@ -86,7 +84,7 @@ def record_events(events: list[StatusEvent]) -> None:
     if not events:
         return
     with transaction.atomic():
-        StatusEvent.objects.bulk_create(events, ignore_conflicts=True, batch_size=2000)
+        insert_new(events)
         refresh_messages({e.message_id for e in events})
 
 
@@ -110,6 +108,14 @@ def store_event(message: Message, event: StatusEvent) -> bool:
     return True
 
 
+#: What refresh_messages reads of a locked message: the derived fields and what the
+#: rollup and batch counter moves need (not its content, which can be large).
+LOCKED_FIELDS = (
+    *DERIVED_FIELDS, "company_id", "batch_id", "created_at", "channel", "category",
+    "message_type", "segments", "credits", "updated_at",
+)  # fmt: skip
+
+
 def refresh_messages(message_ids: Iterable[int]) -> dict[int, dict]:
     """Recompute messages' status fields from their events, under row locks.
 
@@ -123,13 +129,20 @@ def refresh_messages(message_ids: Iterable[int]) -> dict[int, dict]:
     changes: dict[int, dict] = {}
     with transaction.atomic():
         # Locked in id order, so two workers refreshing overlapping sets cannot deadlock.
-        locked = list(Message.objects.select_for_update().filter(pk__in=ids).order_by("pk"))
+        locked = list(
+            Message.objects.select_for_update()
+            .filter(pk__in=ids)
+            .order_by("pk")
+            .only(*LOCKED_FIELDS)
+        )
         facts: dict[int, list[EventFact]] = defaultdict(list)
-        for event in StatusEvent.objects.filter(message_id__in=ids).only(
-            "message_id", "dedupe_key", "status", "occurred_at", "error_code",
-            "error_message", "reason",
-        ):  # fmt: skip
-            facts[event.message_id].append(fact_of(event))
+        # Plain rows (no model instances) in no particular order: derive() wants a set.
+        for message_id, *fact in (
+            StatusEvent.objects.filter(message_id__in=ids)
+            .order_by()
+            .values_list("message_id", *FACT_FIELDS)
+        ):
+            facts[message_id].append(EventFact(*fact))
         changed_messages = []
         deltas: dict[rollups.Bucket, list[int]] = {}
         batch_deltas: batches.BatchDeltas = {}

@@ -289,3 +289,12 @@ def test_the_worker_task_applies_what_the_webhooks_stored(acme):
     with scopes_disabled():
         message.refresh_from_db()
     assert (message.status, message.sent_at) == ("delivered", T0)
+
+
+@pytest.mark.django_db
+def test_one_batch_finds_the_messages_of_hundreds_of_reports(acme):
+    messages = world(acme, 150, 0)
+    reports.store([sms_report(message, "delivered", 1) for message in messages])
+    assert reports.apply_pending(limit=1000) == {"applied": 150}
+    with scopes_disabled():
+        assert set(Message.objects.values_list("status", flat=True)) == {"delivered"}
