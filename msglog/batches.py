@@ -28,6 +28,7 @@ received it in the batch or its restarts.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -569,7 +570,11 @@ def cancel_unsent(batch: Batch, chunk: int = 2_000) -> int:
 # stores the very event _cancel() would (same dedupe key) and sets exactly the fields
 # events.refresh_messages would derive from it: for a queued or scheduled message,
 # `canceled` outranks every event it has, carries this reason and no error.
-CANCEL_SQL = """
+@functools.cache
+def cancel_sql() -> str:
+    from .events import dedupe_key_sql  # events imports this module
+
+    return f"""
 WITH target AS (
     SELECT id, status AS old_status FROM msglog_message
     WHERE batch_id = %(batch)s AND status IN ('queued', 'scheduled')
@@ -585,14 +590,13 @@ WITH target AS (
         received_at, source, error_code, error_message, reason, provider_event_id,
         dedupe_key, raw_payload)
     SELECT company_id, id, 'canceled', 'canceled', %(now)s, %(now)s, 'user', '', '',
-        %(reason)s, '', encode(sha256(convert_to(public_id || chr(31) || 'canceled', 'UTF8')),
-        'hex'), '{}'::jsonb
+        %(reason)s, '', {dedupe_key_sql("public_id", "'canceled'")}, '{{}}'::jsonb
     FROM moved
     ON CONFLICT (message_id, dedupe_key) DO NOTHING
 )
 SELECT company_id, created_at, channel, category, message_type, segments, credits, old_status
 FROM moved
-"""
+"""  # noqa: S608 — only our own SQL (the dedupe key expression) is interpolated
 
 
 def _cancel_set_wise(batch: Batch, reason: str) -> int:
@@ -600,7 +604,7 @@ def _cancel_set_wise(batch: Batch, reason: str) -> int:
 
     now = timezone.now()
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(CANCEL_SQL, {"batch": batch.pk, "reason": reason, "now": now})
+        cursor.execute(cancel_sql(), {"batch": batch.pk, "reason": reason, "now": now})
         rows = cursor.fetchall()
         deltas: dict = {}
         moves: BatchDeltas = {}

@@ -30,6 +30,13 @@ def dedupe_key(*parts: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def dedupe_key_sql(*parts: str) -> str:
+    """:func:`dedupe_key` as a PostgreSQL expression, for events written set-wise: `parts`
+    are SQL text expressions (columns, placeholders), never NULL."""
+    joined = " || chr(31) || ".join(f"({part})" for part in parts)
+    return f"encode(sha256(convert_to({joined}, 'UTF8')), 'hex')"
+
+
 def fact_of(event: StatusEvent) -> EventFact:
     return EventFact(
         dedupe_key=event.dedupe_key,
