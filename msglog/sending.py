@@ -75,8 +75,20 @@ MAX_BACKOFF_SECONDS = 300
 SENDING_TIMEOUT = timedelta(seconds=getattr(settings, "SENDING_TIMEOUT_SECONDS", 120))
 GIVE_UP_AFTER = timedelta(hours=24)
 # Messages per send task: few enough that a killed worker's redelivered task is quick to
-# redo, enough that a 100,000-recipient send publishes 200 tasks, not thousands.
+# redo and that a send spreads over many workers, enough that a big send publishes tens of
+# tasks, not thousands. A big send's chunks grow so that it publishes about
+# TASKS_PER_SEND tasks (each publish costs about a millisecond of the sending request),
+# up to MAX_TASK_CHUNK messages each: 100,000 recipients are 50 tasks of 2,000.
 TASK_CHUNK = 500
+TASKS_PER_SEND = 50
+MAX_TASK_CHUNK = 2_000
+
+
+def task_chunk(messages: int) -> int:
+    """How many message ids each send task of a send of `messages` carries."""
+    return min(MAX_TASK_CHUNK, max(TASK_CHUNK, -(-messages // TASKS_PER_SEND)))
+
+
 TWILIO_STATUS_PATH = "/webhooks/twilio/status/"
 
 
