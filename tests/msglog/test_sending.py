@@ -482,6 +482,33 @@ def test_a_big_send_writes_the_first_events_a_single_send_would(funded):
     assert stored == expected
 
 
+@pytest.mark.django_db
+def test_a_send_bigger_than_the_suppression_list_checks_every_address_against_it(acme):
+    """Above 1,000 recipients the company's whole (shorter) list is read once and each
+    address is normalized as its row is written: the verdicts are a small send's."""
+    for address in ("c7@example.org", "c900@example.org", "unused@example.org"):
+        SuppressionFactory(company=acme, channel="email", address=address)
+    people = [Recipient(address=f"c{i}@Example.ORG ", name=f"C {i}") for i in range(1_100)]
+    people[3] = Recipient(address="not an address", name="Bad")
+    assert len(people) > sending.WHOLE_LIST_ABOVE
+    with scope(company=acme.pk):
+        messages = sending.send_many(
+            acme,
+            channel="email",
+            recipients=people,
+            category="transactional",
+            message_type="reminder",
+            content=Content(subject="Hi", text="Hello"),
+        )
+    refused = {m.to_address: m.status for m in messages if m.status != "queued"}
+    assert refused == {
+        "not an address": "invalid_recipient",
+        "c7@example.org": "suppressed",
+        "c900@example.org": "suppressed",
+    }
+    assert messages[10].to_address == "c10@example.org"  # normalized: trimmed, domain lower
+
+
 def test_a_bulk_send_pauses_the_garbage_collector_and_restores_it():
     assert gc.isenabled()
     with sending.gc_paused():
