@@ -157,7 +157,8 @@ class BatchUpload(models.Model):
         "templates_app.MessageTemplateVersion", on_delete=models.CASCADE, related_name="+"
     )
     scheduled_for = models.DateTimeField(null=True, blank=True)
-    # [address, name, contact id or None, {placeholder: value}] per recipient to send to.
+    # [address, name, contact id or None, {placeholder: value}] per recipient to send to;
+    # the address as sending.normalize_address made it (checked, not parsed again).
     rows = models.JSONField(default=list)
     report = models.JSONField(default=dict, blank=True)
     recorded_rows = models.PositiveIntegerField(default=0, help_text="Rows already messages")
