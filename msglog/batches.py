@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import connection, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, Func, IntegerField, Q, QuerySet
 from django.utils import timezone
 
 from companies.models import Company, Contact
@@ -381,7 +381,13 @@ def upload_contacts(
 def confirm(upload: BatchUpload, user=None, restarted_from: Batch | None = None) -> Batch:
     """Create the batch of a checked upload; a worker records its rows once committed."""
     with transaction.atomic():
-        upload = BatchUpload.objects.select_for_update().get(pk=upload.pk)
+        # The rows stay in the database (100,000 of them are megabytes): only their count.
+        upload = (
+            BatchUpload.objects.select_for_update()
+            .defer("rows")
+            .annotate(row_count=_json_array_length("rows"))
+            .get(pk=upload.pk)
+        )
         if upload.batch_id is not None:
             return upload.batch  # confirmed twice (a double submit): one batch
         now = timezone.now()
@@ -399,16 +405,21 @@ def confirm(upload: BatchUpload, user=None, restarted_from: Batch | None = None)
             created_at=now,
             scheduled_for=upload.scheduled_for if scheduled else None,
             started_at=None if scheduled else now,
-            planned_count=len(upload.rows),
+            planned_count=upload.row_count,
         )
         upload.batch = batch
         upload.save(update_fields=["batch"])
         from .tasks import enqueue_record_batch
 
         enqueue_record_batch(upload.company_id, upload.pk)
-        if not upload.rows:
+        if not upload.row_count:
             settle([batch.pk])
     return batch
+
+
+def _json_array_length(field: str) -> Func:
+    function = "jsonb_array_length" if connection.vendor == "postgresql" else "json_array_length"
+    return Func(F(field), function=function, output_field=IntegerField())
 
 
 def record_rows(
@@ -421,9 +432,10 @@ def record_rows(
     `recorded_rows` in the same transaction as the messages. Stops early when the batch
     is stopped. Returns how many messages this call recorded.
     """
-    from .sending import Recipient, send_many
+    from .sending import Recipient, gc_paused, send_many
 
-    upload = BatchUpload.objects.select_related("template_version__template").get(pk=upload_id)
+    with gc_paused():  # decoding 100,000 rows makes 200,000 objects that all stay alive
+        upload = BatchUpload.objects.select_related("template_version__template").get(pk=upload_id)
     rows, version = upload.rows, upload.template_version
     template = version.template
     recorded = 0

@@ -166,6 +166,20 @@ def test_a_batch_is_recorded_in_a_small_first_chunk_then_bigger_ones(admin, news
     assert fresh(batch).total_count == 13
 
 
+def test_confirming_counts_the_rows_once_and_a_double_submit_makes_one_batch(admin, acme):
+    with scope(company=acme.pk):
+        version = TemplateFactory(company=acme, channel="email").publish(admin.user)
+        full = batches.upload_csv(
+            acme, name="Two", template_version=version, data="email\na@x.org\nb@x.org\n"
+        )
+        empty = batches.upload_csv(acme, name="None", template_version=version, data="email\n")
+        batch = batches.confirm(full, admin.user)
+        assert batches.confirm(full, admin.user) == batch
+        nobody = batches.confirm(empty, admin.user)
+    assert (batch.planned_count, batch.state) == (2, "running")
+    assert (nobody.planned_count, fresh(nobody).state) == (0, "finished")
+
+
 def test_a_file_without_an_address_column_is_refused_with_the_reason(admin, newsletter):
     client = admin.client()
     response = upload(client, newsletter, data="name,offer\nAnn,10 %\n")
