@@ -31,6 +31,13 @@ def dedupe_key(*parts: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def dedupe_key_sql(*parts: str) -> str:
+    """:func:`dedupe_key` as a PostgreSQL expression, for events written set-wise: `parts`
+    are SQL text expressions (columns, placeholders), never NULL."""
+    joined = " || chr(31) || ".join(f"({part})" for part in parts)
+    return f"encode(sha256(convert_to({joined}, 'UTF8')), 'hex')"
+
+
 #: The StatusEvent fields an EventFact is made of, in its order.
 FACT_FIELDS = tuple(f.name for f in dataclasses.fields(EventFact))
 

@@ -28,15 +28,13 @@ def enqueue_on_commit(task, *args, **options) -> None:
 def enqueue_sends(company_id: int, channel: str, message_ids: list[int]) -> None:
     """Publish the chunk tasks of these messages once committed, over one connection."""
     task = send_sms_chunk if channel == Channel.SMS else send_email_chunk
-    chunks = [
-        message_ids[start : start + sending.TASK_CHUNK]
-        for start in range(0, len(message_ids), sending.TASK_CHUNK)
-    ]
+    size = sending.task_chunk(len(message_ids))
+    chunks = [message_ids[start : start + size] for start in range(0, len(message_ids), size)]
 
     def publish() -> None:
         with task.app.producer_or_acquire() as producer:
             for chunk in chunks:
-                # A short argsrepr: Celery would otherwise repr 500 ids into every header.
+                # A short argsrepr: Celery would otherwise repr every id into the header.
                 argsrepr = f"({company_id}, [{chunk[0]}..{chunk[-1]}: {len(chunk)} ids])"
                 task.apply_async(args=(company_id, chunk), producer=producer, argsrepr=argsrepr)
 

@@ -144,6 +144,42 @@ def test_a_big_batch_is_written_by_copy_and_its_counters_add_up(admin, newslette
     assert batch.state == "finished"
 
 
+def test_a_batch_is_recorded_in_a_small_first_chunk_then_bigger_ones(admin, newsletter, acme):
+    # Sending starts once the small first chunk commits; the rest go in bigger chunks.
+    # Each chunk is one send, so its messages share one creation time.
+    client = admin.client()
+    rows = "email,name\n" + "".join(f"client{i}@example.org,Client {i}\n" for i in range(13))
+    client.post(upload(client, newsletter, data=rows)["Location"])
+    with scopes_disabled():
+        batch = Batch.objects.get()
+    with scope(company=acme.pk):
+        SuppressionFactory(company=acme, channel="email", address="client12@example.org")
+        assert batches.record_rows(batch.upload.pk, chunk=2, later_chunk=5) == 13
+        messages = Message.objects.filter(batch=batch).order_by("pk")
+        sizes = Counter(messages.values_list("created_at", flat=True))
+        assert [sizes[at] for at in sorted(sizes)] == [2, 5, 5, 1]
+        # The addresses were checked at the upload: the send's other checks still apply
+        # (the address suppressed since is recorded suppressed, not queued).
+        assert statuses(batch) == {Status.QUEUED: 12, Status.SUPPRESSED: 1}
+        assert messages.last().to_address == "client12@example.org"
+        assert batches.record_rows(batch.upload.pk, chunk=2, later_chunk=5) == 0  # done once
+    assert fresh(batch).total_count == 13
+
+
+def test_confirming_counts_the_rows_once_and_a_double_submit_makes_one_batch(admin, acme):
+    with scope(company=acme.pk):
+        version = TemplateFactory(company=acme, channel="email").publish(admin.user)
+        full = batches.upload_csv(
+            acme, name="Two", template_version=version, data="email\na@x.org\nb@x.org\n"
+        )
+        empty = batches.upload_csv(acme, name="None", template_version=version, data="email\n")
+        batch = batches.confirm(full, admin.user)
+        assert batches.confirm(full, admin.user) == batch
+        nobody = batches.confirm(empty, admin.user)
+    assert (batch.planned_count, batch.state) == (2, "running")
+    assert (nobody.planned_count, fresh(nobody).state) == (0, "finished")
+
+
 def test_a_file_without_an_address_column_is_refused_with_the_reason(admin, newsletter):
     client = admin.client()
     response = upload(client, newsletter, data="name,offer\nAnn,10 %\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 from datetime import timedelta
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 
 from companies.models import Company, CreditLedgerEntry
 from msglog import rollups, sending, tasks
+from msglog.events import new_event
 from msglog.models import DailyRollup, Message, SimulatedSend, StatusEvent, Suppression
 from msglog.providers.simulator import SimulatorProvider
 from msglog.sending import Content, Recipient
@@ -436,6 +438,88 @@ def test_a_big_send_records_each_message_as_a_single_send_would(funded, django_u
         }
         assert counted == rebuilt
     assert ledger_matches_balance(funded) and funded.sms_credit_balance == 0
+
+
+@pytest.mark.django_db
+def test_a_big_send_writes_the_first_events_a_single_send_would(funded):
+    """The database writes a COPY send's first events; they must be exactly the events
+    the ORM path makes with new_event (same dedupe keys, so a replay is stored once)."""
+    people = [Recipient(address=f"+1415555{i:04d}", name=f"Pat {i}") for i in range(250)]
+    people[5] = Recipient(address="12", name="Bad Number")
+    with scope(company=funded.pk):
+        messages = sending.send_many(
+            funded,
+            channel="sms",
+            recipients=people,
+            category="transactional",
+            message_type="reminder",
+            content=Content(text="See you tomorrow."),
+        )
+    fields = [f.attname for f in StatusEvent._meta.concrete_fields if not f.primary_key]
+    with scopes_disabled():
+        stored = sorted(
+            tuple(getattr(e, name) for name in fields)
+            for e in StatusEvent.objects.filter(message__in=[m.pk for m in messages])
+        )
+    expected = sorted(
+        tuple(getattr(event, name) for name in fields)
+        for m in messages
+        for status, reason in sending.first_events(
+            {"status": m.status, "status_reason": m.status_reason}, "queued"
+        )
+        for event in [
+            new_event(
+                m,
+                status,
+                occurred_at=m.created_at,
+                received_at=m.created_at,
+                reason=reason,
+                key_parts=(m.public_id, status, m.created_at.isoformat()),
+            )
+        ]
+    )
+    assert len(stored) == 20 + 2 * 230  # 20 credits: queued; the rest refused, with why
+    assert stored == expected
+
+
+@pytest.mark.django_db
+def test_a_send_bigger_than_the_suppression_list_checks_every_address_against_it(acme):
+    """Above 1,000 recipients the company's whole (shorter) list is read once and each
+    address is normalized as its row is written: the verdicts are a small send's."""
+    for address in ("c7@example.org", "c900@example.org", "unused@example.org"):
+        SuppressionFactory(company=acme, channel="email", address=address)
+    people = [Recipient(address=f"c{i}@Example.ORG ", name=f"C {i}") for i in range(1_100)]
+    people[3] = Recipient(address="not an address", name="Bad")
+    assert len(people) > sending.WHOLE_LIST_ABOVE
+    with scope(company=acme.pk):
+        messages = sending.send_many(
+            acme,
+            channel="email",
+            recipients=people,
+            category="transactional",
+            message_type="reminder",
+            content=Content(subject="Hi", text="Hello"),
+        )
+    refused = {m.to_address: m.status for m in messages if m.status != "queued"}
+    assert refused == {
+        "not an address": "invalid_recipient",
+        "c7@example.org": "suppressed",
+        "c900@example.org": "suppressed",
+    }
+    assert messages[10].to_address == "c10@example.org"  # normalized: trimmed, domain lower
+
+
+def test_a_bulk_send_pauses_the_garbage_collector_and_restores_it():
+    assert gc.isenabled()
+    with sending.gc_paused():
+        assert not gc.isenabled()
+        with sending.gc_paused():  # nested: the outer one restores it
+            pass
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(ZeroDivisionError), sending.gc_paused():
+        1 / 0  # noqa: B018
+    assert gc.isenabled()
 
 
 @pytest.mark.django_db

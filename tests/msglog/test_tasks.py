@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
 import redis
 from django.db import transaction
@@ -57,3 +60,39 @@ def test_a_rolled_back_transaction_publishes_no_task(acme, events_queue):
         tasks.enqueue_on_commit(tasks.refresh_message_status, acme.pk, 2)
         assert events_queue() == 0  # not before the commit
     assert events_queue() == 1
+
+
+@pytest.fixture
+def email_queue(settings):
+    """The real Redis list of the email queue, as published task bodies (an empty one)."""
+    if not settings.REDIS_URL:
+        pytest.skip("needs the Redis broker (REDIS_URL)")
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.delete("email")
+
+    def published() -> list[list[int]]:
+        bodies = [json.loads(m) for m in client.lrange("email", 0, -1)]
+        return [json.loads(base64.b64decode(b["body"]))[0][1] for b in reversed(bodies)]
+
+    yield published
+    client.delete("email")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("messages", "sizes"),
+    [
+        (1, [1]),
+        (1_200, [500, 500, 200]),  # up to 25,000 recipients: chunks of 500
+        (60_000, [1_200] * 50),  # bigger: about 50 tasks
+        (150_000, [2_000] * 75),  # at most 2,000 ids a task
+    ],
+)
+def test_a_send_is_published_in_chunks_that_grow_with_it(acme, email_queue, messages, sizes):
+    ids = list(range(1, messages + 1))
+    with transaction.atomic():
+        tasks.enqueue_sends(acme.pk, "email", ids)
+        assert email_queue() == []  # not before the commit
+    chunks = email_queue()
+    assert [len(chunk) for chunk in chunks] == sizes
+    assert [i for chunk in chunks for i in chunk] == ids  # every id once, in order
