@@ -52,7 +52,7 @@ from .events import (
     refresh_messages,
 )
 from .kinds import Category, Channel
-from .models import Batch, Message, StatusEvent, Suppression, new_public_ids
+from .models import HAS_PROVIDER_ID, Batch, Message, StatusEvent, Suppression, new_public_ids
 from .providers import get_provider, provider_name
 from .providers.base import (
     Accepted,
@@ -1169,6 +1169,7 @@ def reconcile_day(day: date | None = None) -> dict[str, int]:
             ours = {
                 m.provider_message_id: m
                 for m in Message.objects.filter(
+                    HAS_PROVIDER_ID,
                     provider=provider.name,
                     provider_message_id__in=[r.provider_message_id for r in page],
                 ).select_related("company")

@@ -37,7 +37,7 @@ from django_scopes import scopes_disabled
 from .. import events, suppressions
 from ..bulk_update import update_fields
 from ..kinds import Channel
-from ..models import InboundReport, Message, StatusEvent, Suppression
+from ..models import HAS_PROVIDER_ID, InboundReport, Message, StatusEvent, Suppression
 from ..prepared import server_bound_cursor
 from ..statuses import Status
 
@@ -282,10 +282,7 @@ def messages_for(reports: Iterable[InboundReport]) -> dict[tuple[str, str], Mess
         return {}
     wanted = Q()
     if provider_ids:
-        # Spelled out, the partial index's condition lets PostgreSQL use it for any
-        # number of ids; it proves it from the list itself only up to 100 of them, and a
-        # batch's several hundred would read the whole message table.
-        wanted |= Q(provider_message_id__in=provider_ids) & ~Q(provider_message_id="")
+        wanted |= Q(provider_message_id__in=provider_ids) & HAS_PROVIDER_ID
     if public_ids:
         wanted |= Q(public_id__in=public_ids)
     found: dict[tuple[str, str], Message] = {}
