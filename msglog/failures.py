@@ -16,14 +16,14 @@ from __future__ import annotations
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from urllib.parse import urlencode
 
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import Left, TruncDate
 from django.urls import reverse
 
-from .filters import end_of_day
+from .filters import end_of_day, start_of_day
 from .kinds import Channel, Provider
 from .models import Message
 from .statuses import FAILED_GROUP, MEANING, Status
@@ -62,7 +62,7 @@ class Window:
 
     @property
     def start(self) -> datetime:
-        return datetime.combine(self.date_from, time.min, tzinfo=UTC)
+        return start_of_day(self.date_from)
 
     @property
     def end(self) -> datetime:

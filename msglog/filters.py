@@ -52,10 +52,8 @@ DEFAULT_PERIOD = "30d"
 
 
 def start_of_day(day: date) -> datetime:
-    try:
-        return datetime.combine(day, time.min, tzinfo=UTC)
-    except OverflowError:  # a date at the very end of the calendar
-        return datetime.max.replace(tzinfo=UTC)
+    """The first moment of `day` (UTC), for a `created_at >= start` range."""
+    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 def end_of_day(day: date) -> datetime:

@@ -35,8 +35,10 @@ def _time_prefix(at: datetime | None) -> str:
 
 
 def new_public_ids(count: int, at: datetime | None = None) -> list[str]:
-    """`count` opaque, unguessable ids for URLs: a time prefix, then 16 URL-safe random
-    characters (96 bits, as `secrets.token_urlsafe(12)` gives).
+    """`count` unguessable ids for URLs: a time prefix, then 16 URL-safe random characters
+    (96 bits, as `secrets.token_urlsafe(12)` gives). They say nothing of the sequential
+    key or of how many messages a company sends; the prefix tells when the message was
+    made, which every page showing the id shows anyway.
 
     The prefix makes new ids land at the end of the unique index instead of on a random
     page of it, as ULIDs and UUIDv7 do: a 100,000-message send then dirties a few hundred

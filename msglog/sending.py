@@ -23,6 +23,7 @@ import logging
 import operator
 import random
 import re
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -74,19 +75,20 @@ MAX_ATTEMPTS = 6
 MAX_BACKOFF_SECONDS = 300
 SENDING_TIMEOUT = timedelta(seconds=getattr(settings, "SENDING_TIMEOUT_SECONDS", 120))
 GIVE_UP_AFTER = timedelta(hours=24)
-# Messages per send task: few enough that a killed worker's redelivered task is quick to
-# redo and that a send spreads over many workers, enough that a big send publishes tens of
-# tasks, not thousands. A big send's chunks grow so that it publishes about
-# TASKS_PER_SEND tasks (each publish costs about a millisecond of the sending request),
-# up to MAX_TASK_CHUNK messages each: 100,000 recipients are 50 tasks of 2,000.
-TASK_CHUNK = 500
+# Messages per send task: few enough that a send spreads over many workers, enough that a
+# big send publishes tens of tasks, not thousands. A big send's chunks grow so that it
+# publishes about TASKS_PER_SEND tasks (each publish costs about a millisecond of the
+# sending request), up to MAX_TASK_CHUNK messages each: 100,000 recipients are 50 tasks of
+# 2,000. A redelivered task (a killed worker, or one that outlived the broker's visibility
+# timeout under a slow rate limit) redoes nothing: its messages are claimed at most once.
+MIN_TASK_CHUNK = 500
 TASKS_PER_SEND = 50
 MAX_TASK_CHUNK = 2_000
 
 
 def task_chunk(messages: int) -> int:
     """How many message ids each send task of a send of `messages` carries."""
-    return min(MAX_TASK_CHUNK, max(TASK_CHUNK, -(-messages // TASKS_PER_SEND)))
+    return min(MAX_TASK_CHUNK, max(MIN_TASK_CHUNK, -(-messages // TASKS_PER_SEND)))
 
 
 TWILIO_STATUS_PATH = "/webhooks/twilio/status/"
@@ -548,7 +550,7 @@ ROW_FIELDS = (
 
 # The first events of the messages just copied, made by the database from their rows:
 # exactly what `_store_by_orm` writes with `first_events` and `new_event` (the dedupe key
-# is `dedupe_key(public_id, status, created_at.isoformat())`), read back in id order.
+# is `dedupe_key(public_id, status, created_at.isoformat())`), in id order.
 FIRST_EVENTS_SQL = f"""
 INSERT INTO msglog_statusevent (company_id, message_id, status, event, occurred_at,
     received_at, source, error_code, error_message, reason, provider_event_id, dedupe_key,
@@ -608,6 +610,11 @@ def _store_by_copy(
     return messages
 
 
+_gc_lock = threading.Lock()
+_gc_pauses = 0
+_gc_was_enabled = True
+
+
 @contextmanager
 def gc_paused() -> Iterator[None]:
     """No cyclic garbage collection while a bulk send makes its message objects.
@@ -615,14 +622,24 @@ def gc_paused() -> Iterator[None]:
     A 100,000-recipient send creates half a million objects that all stay alive; the
     collector would walk them again and again, finding nothing (a third of the send's
     Python time). Reference counting still frees everything short-lived.
+
+    Pauses may overlap (threads of one web process, a send inside a batch's pause): the
+    collector is off from the first one's start to the last one's end, and is turned
+    back on only if it was on before.
     """
-    enabled = gc.isenabled()
-    gc.disable()
+    global _gc_pauses, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
     try:
         yield
     finally:
-        if enabled:
-            gc.enable()
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_enabled:
+                gc.enable()
 
 
 class CopyWriter:
@@ -633,7 +650,6 @@ class CopyWriter:
     def __init__(self, model, varying: Sequence[str], constants: dict):
         fields = {f.attname: f for f in model._meta.concrete_fields}
         rest = [name for name in fields if name not in varying and not fields[name].primary_key]
-        self.varying = tuple(varying)
         self.tail = tuple(
             _db_value(
                 fields[name], constants[name] if name in constants else _default(fields[name])
@@ -1129,7 +1145,7 @@ def poll_sent(now: datetime | None = None, limit: int = 500) -> dict[str, int]:
             updated_at__lt=now - POLL_SENT_AFTER,
             sent_at__gt=now - POLL_GIVE_UP_AFTER,
         )
-        .exclude(provider_message_id="")
+        .filter(HAS_PROVIDER_ID)
         .select_related("company")[:limit]
     )
     outcomes: dict[str, int] = {}

@@ -522,6 +522,32 @@ def test_a_bulk_send_pauses_the_garbage_collector_and_restores_it():
     assert gc.isenabled()
 
 
+def test_overlapping_pauses_in_two_threads_keep_the_collector_off_until_the_last_ends():
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen_by_second: list[bool] = []
+
+    def first():
+        with sending.gc_paused():
+            first_in.set()
+            second_in.wait(5)
+        first_out.set()
+
+    def second():
+        first_in.wait(5)
+        with sending.gc_paused():
+            second_in.set()
+            first_out.wait(5)
+            seen_by_second.append(gc.isenabled())  # the first pause has ended by now
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert seen_by_second == [False]
+    assert gc.isenabled()
+
+
 @pytest.mark.django_db
 def test_a_delivered_chunk_reads_as_its_events_say_and_its_rollups_add_up(funded):
     """A worker's chunk is claimed, handed over and recorded set-wise; each message and
