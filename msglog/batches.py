@@ -28,7 +28,6 @@ received it in the batch or its restarts.
 from __future__ import annotations
 
 import csv
-import functools
 import io
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -42,6 +41,7 @@ from django.utils import timezone
 from companies.models import Company, Contact
 from templates_app.models import MessageTemplateVersion
 
+from .dedupe import dedupe_key_sql
 from .kinds import Channel
 from .models import Batch, BatchUpload, Message, StatusEvent, Suppression
 from .statuses import DELIVERED_GROUP, ENGAGEMENT, FAILED_GROUP, NEVER_SENT, RETRYABLE, Status
@@ -598,11 +598,7 @@ def cancel_unsent(batch: Batch, chunk: int = 2_000) -> int:
 # stores the very event _cancel() would (same dedupe key) and sets exactly the fields
 # events.refresh_messages would derive from it: for a queued or scheduled message,
 # `canceled` outranks every event it has, carries this reason and no error.
-@functools.cache
-def cancel_sql() -> str:
-    from .events import dedupe_key_sql  # events imports this module
-
-    return f"""
+CANCEL_SQL = f"""
 WITH target AS (
     SELECT id, status AS old_status FROM msglog_message
     WHERE batch_id = %(batch)s AND status IN ('queued', 'scheduled')
@@ -632,7 +628,7 @@ def _cancel_set_wise(batch: Batch, reason: str) -> int:
 
     now = timezone.now()
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(cancel_sql(), {"batch": batch.pk, "reason": reason, "now": now})
+        cursor.execute(CANCEL_SQL, {"batch": batch.pk, "reason": reason, "now": now})
         rows = cursor.fetchall()
         deltas: dict = {}
         moves: BatchDeltas = {}

@@ -11,7 +11,6 @@ single-message forms are that with a list of one.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
@@ -21,22 +20,9 @@ from django.utils import timezone
 
 from . import batches, rollups
 from .bulk_update import insert_new, update_fields
+from .dedupe import dedupe_key
 from .models import Message, StatusEvent
 from .statuses import DERIVED_FIELDS, EventFact, derive
-
-
-def dedupe_key(*parts: object) -> str:
-    """A stable key from a report's content: the same report always gives the same key."""
-    text = "\x1f".join("" if p is None else str(p) for p in parts)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def dedupe_key_sql(*parts: str) -> str:
-    """:func:`dedupe_key` as a PostgreSQL expression, for events written set-wise: `parts`
-    are SQL text expressions (columns, placeholders), never NULL."""
-    joined = " || chr(31) || ".join(f"({part})" for part in parts)
-    return f"encode(sha256(convert_to({joined}, 'UTF8')), 'hex')"
-
 
 #: The StatusEvent fields an EventFact is made of, in its order.
 FACT_FIELDS = tuple(f.name for f in dataclasses.fields(EventFact))

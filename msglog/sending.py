@@ -45,13 +45,8 @@ from templates_app.rendering import compile_text, placeholders, render
 
 from . import batches, rollups, suppressions
 from .bulk_update import update_fields
-from .events import (
-    apply_report,
-    dedupe_key_sql,
-    new_event,
-    record_event,
-    refresh_messages,
-)
+from .dedupe import dedupe_key_sql
+from .events import apply_report, new_event, record_event, refresh_messages
 from .kinds import Category, Channel
 from .models import HAS_PROVIDER_ID, Batch, Message, StatusEvent, Suppression, new_public_ids
 from .providers import get_provider, provider_name

@@ -9,7 +9,8 @@ from django.db import connection
 from django.utils import timezone
 from django_scopes import scope
 
-from msglog.events import dedupe_key, dedupe_key_sql, record_event
+from msglog.dedupe import dedupe_key, dedupe_key_sql
+from msglog.events import record_event
 from msglog.models import StatusEvent
 from tests.factories import MessageFactory
 
