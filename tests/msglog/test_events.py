@@ -5,11 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 from django_scopes import scope
 
-from msglog.dedupe import dedupe_key, dedupe_key_sql
 from msglog.events import record_event
 from msglog.models import StatusEvent
 from tests.factories import MessageFactory
@@ -53,14 +51,3 @@ def test_a_duplicate_inside_a_larger_transaction_spoils_nothing(acme):
         record_event(message, "delivered", occurred_at=at + timedelta(seconds=2))
     message.refresh_from_db()
     assert message.status == "delivered"
-
-
-@pytest.mark.django_db
-def test_the_sql_dedupe_key_is_the_python_one():
-    if connection.vendor != "postgresql":
-        pytest.skip("a PostgreSQL expression")
-    parts = ("AbC-_123", "queued", "2026-11-23T21:00:00.123456+00:00", "é ✓ \x1f")
-    sql = dedupe_key_sql("%s", "%s", "%s", "%s")
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {sql}", parts)
-        assert cursor.fetchone()[0] == dedupe_key(*parts)
