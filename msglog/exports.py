@@ -690,6 +690,10 @@ TIME_COLUMNS = frozenset(
 )
 TEXT, TIME, NUMBER = range(3)
 SEEN_TEXTS = 1_000  # texts remembered per column, with their XML (a bounded memo)
+# Only short texts are remembered: labels, names and templates repeat, a long text (an
+# email's body) rarely does, and a thousand of them per column would hold megabytes for
+# no hits.
+SEEN_TEXT_LENGTH = 200
 ONE_DAY = timedelta(days=1)
 
 
@@ -748,7 +752,7 @@ class SheetCells:
 
     def row(self, number: int, record: Sequence) -> str:
         # The hottest loop of an Excel export (a million rows, thirty cells each): one
-        # f-string per cell; a text is looked up among its column's recent ones (labels,
+        # f-string per cell; a short text is looked up among its column's recent ones (labels,
         # the company, templates repeat on every row), and xml_text runs only for the rare
         # one that needs it.
         n = str(number)
@@ -762,7 +766,7 @@ class SheetCells:
                 text = seen.get(value)
                 if text is None:
                     text = xml_text(value) if NEEDS_XML_WORK.search(value) else f"<t>{value}</t>"
-                    if len(seen) < SEEN_TEXTS:
+                    if len(seen) < SEEN_TEXTS and len(value) <= SEEN_TEXT_LENGTH:
                         seen[value] = text
                 append(f'<c r="{letter}{n}" t="inlineStr"><is>{text}</is></c>')
             elif kind == TIME:
