@@ -806,8 +806,11 @@ class RowsWriter(WorksheetWriter):
 # Characters XML 1.0 cannot hold at all (openpyxl's own list, and U+FFFE, U+FFFF).
 XML_ILLEGAL = re.compile(ILLEGAL_CHARACTERS_RE.pattern + "|[\ufffe\uffff]")
 XML_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
-# A text that xml_text would change: something to escape or drop, or spaces to preserve.
-NEEDS_XML_WORK = re.compile(r"[&<>\r]|^\s|\s\Z|" + XML_ILLEGAL.pattern)
+# A text that xml_text would change: something to escape or drop, or spaces to preserve
+# (the characters to escape are XML_ESCAPES' own, so the two cannot disagree).
+NEEDS_XML_WORK = re.compile(
+    rf"[{''.join(re.escape(chr(code)) for code in XML_ESCAPES)}]|^\s|\s\Z|{XML_ILLEGAL.pattern}"
+)
 
 
 def xml_text(value: str) -> str:
