@@ -690,6 +690,10 @@ TIME_COLUMNS = frozenset(
 )
 TEXT, TIME, NUMBER = range(3)
 SEEN_TEXTS = 1_000  # texts remembered per column, with their XML (a bounded memo)
+# Only short texts are remembered: labels, names and templates repeat, a long text (an
+# email's body) rarely does, and a thousand of them per column would hold megabytes for
+# no hits.
+SEEN_TEXT_LENGTH = 200
 ONE_DAY = timedelta(days=1)
 
 
@@ -748,7 +752,7 @@ class SheetCells:
 
     def row(self, number: int, record: Sequence) -> str:
         # The hottest loop of an Excel export (a million rows, thirty cells each): one
-        # f-string per cell; a text is looked up among its column's recent ones (labels,
+        # f-string per cell; a short text is looked up among its column's recent ones (labels,
         # the company, templates repeat on every row), and xml_text runs only for the rare
         # one that needs it.
         n = str(number)
@@ -762,7 +766,7 @@ class SheetCells:
                 text = seen.get(value)
                 if text is None:
                     text = xml_text(value) if NEEDS_XML_WORK.search(value) else f"<t>{value}</t>"
-                    if len(seen) < SEEN_TEXTS:
+                    if len(seen) < SEEN_TEXTS and len(value) <= SEEN_TEXT_LENGTH:
                         seen[value] = text
                 append(f'<c r="{letter}{n}" t="inlineStr"><is>{text}</is></c>')
             elif kind == TIME:
@@ -802,8 +806,11 @@ class RowsWriter(WorksheetWriter):
 # Characters XML 1.0 cannot hold at all (openpyxl's own list, and U+FFFE, U+FFFF).
 XML_ILLEGAL = re.compile(ILLEGAL_CHARACTERS_RE.pattern + "|[\ufffe\uffff]")
 XML_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
-# A text that xml_text would change: something to escape or drop, or spaces to preserve.
-NEEDS_XML_WORK = re.compile(r"[&<>\r]|^\s|\s\Z|" + XML_ILLEGAL.pattern)
+# A text that xml_text would change: something to escape or drop, or spaces to preserve
+# (the characters to escape are XML_ESCAPES' own, so the two cannot disagree).
+NEEDS_XML_WORK = re.compile(
+    rf"[{''.join(re.escape(chr(code)) for code in XML_ESCAPES)}]|^\s|\s\Z|{XML_ILLEGAL.pattern}"
+)
 
 
 def xml_text(value: str) -> str:

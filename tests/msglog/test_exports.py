@@ -19,7 +19,7 @@ from openpyxl.worksheet._writer import ALL_TEMP_FILES
 from companies.models import AuditEntry
 from companies.tenancy import company_scope
 from msglog import erasure, exports, retention
-from msglog.models import Export
+from msglog.models import Export, Message
 from tests.factories import (
     BatchFactory,
     ContactFactory,
@@ -322,6 +322,40 @@ def test_an_excel_file_that_fails_leaves_no_temporary_files(acme, month, tmp_pat
         with pytest.raises(IsADirectoryError):  # the rows are written, the archive cannot be
             exports.write_xlsx(selection, tmp_path)
     assert [path for path in ALL_TEMP_FILES if path not in before and os.path.exists(path)] == []
+
+
+def test_an_excel_file_that_fails_while_its_rows_are_written_leaves_no_temporary_files(
+    acme, tmp_path
+):
+    """The export can fail between two chunks of rows (the job's progress callback, the
+    database), with the sheet's file open inside <sheetData>: the error reaches the caller
+    and the file is removed all the same."""
+    total = 2 * exports.XLSX_CHUNK_ROWS  # progress is first reported after the first chunk
+    with scopes_disabled():
+        Message.objects.bulk_create(
+            MessageFactory.build_batch(total, company=acme, to_name="Jane Doe")
+        )
+        selection = exports.select(
+            company=acme,
+            all_companies=False,
+            source="logs",
+            source_id=None,
+            query="period=all",
+            include_content=True,
+        )
+        reported = []
+
+        def on_progress(written: int) -> None:
+            reported.append(written)
+            raise ConnectionError("the job's progress could not be saved")
+
+        before = set(ALL_TEMP_FILES)
+        with pytest.raises(ConnectionError):
+            exports.write_xlsx(selection, tmp_path / "export.xlsx", on_progress)
+    [written] = reported
+    assert written < total  # the export failed with rows still to write
+    assert [path for path in ALL_TEMP_FILES if path not in before and os.path.exists(path)] == []
+    assert not (tmp_path / "export.xlsx").exists()
 
 
 # --- Roles ---------------------------------------------------------------------------------
