@@ -14,6 +14,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_scopes import scopes_disabled
+from hypothesis import given
+from hypothesis import strategies as st
 from openpyxl.worksheet._writer import ALL_TEMP_FILES
 
 from companies.models import AuditEntry
@@ -614,3 +616,10 @@ def test_the_database_builds_the_same_rows_as_python(acme, rival, operator, mont
         ]
     assert len(by_database) == 134 + 1 + len(DANGEROUS) + 1
     assert by_database == by_python
+
+
+@given(st.text(min_size=1, max_size=30))
+def test_a_text_is_escaped_exactly_when_xml_needs_it(value):
+    # The fast path (no escaping) must agree with xml_text on every text it lets through.
+    untouched = exports.xml_text(value) == f"<t>{value}</t>"
+    assert exports.needs_xml_work(value) is not untouched
