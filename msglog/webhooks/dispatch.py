@@ -92,11 +92,19 @@ def _connection_lost(error: InterfaceError | OperationalError) -> bool:
 
 
 def _release_connections() -> None:
-    """What Django does as a request finishes, minus the next request's health-check
-    query: close a connection past CONN_MAX_AGE or one that saw an error."""
+    """What Django does as a request finishes (``close_old_connections``, i.e.
+    ``BaseDatabaseWrapper.close_if_unusable_or_obsolete``): close a connection whose
+    autocommit was left changed, one past CONN_MAX_AGE, or one that saw an error.
+    Unlike Django it neither tests an errored connection nor clears
+    ``health_check_done``, which would make the next request's first cursor run a
+    health-check query: an errored connection is closed outright."""
     now = time.monotonic()
     for conn in connections.all(initialized_only=True):
         if conn.connection is None or conn.in_atomic_block:
             continue
-        if conn.errors_occurred or (conn.close_at is not None and now >= conn.close_at):
+        if (
+            conn.get_autocommit() != conn.settings_dict["AUTOCOMMIT"]
+            or conn.errors_occurred
+            or (conn.close_at is not None and now >= conn.close_at)
+        ):
             conn.close()
