@@ -212,26 +212,26 @@ def apply_all(limit: int = APPLY_BATCH, linger: float = 0.0) -> dict[str, int]:
         totals["adopted"] = adopted
     gather = GATHER if linger else 0.0
 
-    def drain() -> bool:
+    def drain(wait: float) -> bool:
         found = False
         while counts := apply_pending(limit):
             found = True
             for outcome, n in counts.items():
                 totals[outcome] = totals.get(outcome, 0) + n
-            if gather and sum(counts.values()) < limit // 4:
-                time.sleep(gather)
+            if wait and sum(counts.values()) < limit // 4:
+                time.sleep(wait)
         return found
 
     quiet_since = time.monotonic()
     while True:
-        if drain():
+        if drain(gather):
             quiet_since = time.monotonic()
         elif time.monotonic() - quiet_since >= linger:
             break
         else:
             time.sleep(0.05)
     cache.delete(SCHEDULED_KEY)
-    drain()
+    drain(0.0)  # the key is gone and another task may start: finish without waiting
     return totals
 
 
