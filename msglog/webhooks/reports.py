@@ -416,7 +416,7 @@ def adopt_orphans(now: datetime | None = None) -> int:
             received_at__gte=now - ORPHAN_PATIENCE,
         )
         by_provider_id = orphans.exclude(provider_message_id="").filter(
-            provider_message_id__in=Message.objects.exclude(provider_message_id="")
+            provider_message_id__in=Message.objects.filter(HAS_PROVIDER_ID)
             .filter(
                 provider_message_id__in=orphans.exclude(provider_message_id="").values(
                     "provider_message_id"
