@@ -122,9 +122,9 @@ else:
     # statements sent through msglog.prepared (a webhook's INSERT, msglog.bulk_update's
     # writes) are prepared once per connection after 5 uses. Behind a transaction-mode
     # pooler that cannot keep prepared statements (PgBouncer before 1.21), set
-    # DATABASE_PREPARED_STATEMENTS=0.
-    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
-        5 if env_bool("DATABASE_PREPARED_STATEMENTS", True) else None
+    # DATABASE_PREPARED_STATEMENTS=0. A prepare_threshold already in OPTIONS stays.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "prepare_threshold", 5 if env_bool("DATABASE_PREPARED_STATEMENTS", True) else None
     )
 IS_POSTGRES = DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

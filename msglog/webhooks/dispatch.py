@@ -15,6 +15,8 @@ Database connections are kept across requests as Django keeps them (``CONN_MAX_A
 without Django's per-request health-check query: a connection the server dropped
 (restart, idle timeout) fails the INSERT, which is safe to run again (the report's
 content key makes it insert once), so the view runs once more on a fresh connection.
+Only a lost connection is retried: a statement timeout or "too many clients" means the
+database is overloaded, and running the view again would only add to its load.
 """
 
 from __future__ import annotations
@@ -61,9 +63,11 @@ class LeanWebhookDispatch:
 def _status_callback(request: WSGIRequest) -> HttpResponse:
     try:
         return status_callback(request)
-    except (InterfaceError, OperationalError):
-        if not _drop_connections():
+    except (InterfaceError, OperationalError) as error:
+        if not _connection_lost(error):
             raise
+        for conn in connections.all(initialized_only=True):
+            conn.close()  # a fresh one is made on use
         return status_callback(request)  # idempotent: the report inserts once
 
 
@@ -73,23 +77,34 @@ def _status_callback(request: WSGIRequest) -> HttpResponse:
 answer = convert_exception_to_response(_status_callback)
 
 
-def _drop_connections() -> bool:
-    """Close every open connection (a fresh one is made on use); False inside a
-    transaction, which must not be left half done (tests run in one)."""
+def _connection_lost(error: InterfaceError | OperationalError) -> bool:
+    """Whether `error` is a lost connection, worth one more try: an InterfaceError
+    (psycopg's "connection is closed"), or a connection that no longer answers. A
+    connection never made ("too many clients") or still working (a statement timeout) is
+    not; nor is anything inside a transaction, which must not be left half done (tests
+    run in one)."""
     opened = connections.all(initialized_only=True)
     if any(conn.in_atomic_block for conn in opened):
         return False
-    for conn in opened:
-        conn.close()
-    return True
+    if isinstance(error, InterfaceError):
+        return True
+    return any(conn.connection is not None and not conn.is_usable() for conn in opened)
 
 
 def _release_connections() -> None:
-    """What Django does as a request finishes, minus the next request's health-check
-    query: close a connection past CONN_MAX_AGE or one that saw an error."""
+    """What Django does as a request finishes (``close_old_connections``, i.e.
+    ``BaseDatabaseWrapper.close_if_unusable_or_obsolete``): close a connection whose
+    autocommit was left changed, one past CONN_MAX_AGE, or one that saw an error.
+    Unlike Django it neither tests an errored connection nor clears
+    ``health_check_done``, which would make the next request's first cursor run a
+    health-check query: an errored connection is closed outright."""
     now = time.monotonic()
     for conn in connections.all(initialized_only=True):
         if conn.connection is None or conn.in_atomic_block:
             continue
-        if conn.errors_occurred or (conn.close_at is not None and now >= conn.close_at):
+        if (
+            conn.get_autocommit() != conn.settings_dict["AUTOCOMMIT"]
+            or conn.errors_occurred
+            or (conn.close_at is not None and now >= conn.close_at)
+        ):
             conn.close()

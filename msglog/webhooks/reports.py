@@ -30,7 +30,7 @@ from functools import lru_cache
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django_scopes import scopes_disabled
 
@@ -212,26 +212,26 @@ def apply_all(limit: int = APPLY_BATCH, linger: float = 0.0) -> dict[str, int]:
         totals["adopted"] = adopted
     gather = GATHER if linger else 0.0
 
-    def drain() -> bool:
+    def drain(wait: float) -> bool:
         found = False
         while counts := apply_pending(limit):
             found = True
             for outcome, n in counts.items():
                 totals[outcome] = totals.get(outcome, 0) + n
-            if gather and sum(counts.values()) < limit // 4:
-                time.sleep(gather)
+            if wait and sum(counts.values()) < limit // 4:
+                time.sleep(wait)
         return found
 
     quiet_since = time.monotonic()
     while True:
-        if drain():
+        if drain(gather):
             quiet_since = time.monotonic()
         elif time.monotonic() - quiet_since >= linger:
             break
         else:
             time.sleep(0.05)
     cache.delete(SCHEDULED_KEY)
-    drain()
+    drain(0.0)  # the key is gone and another task may start: finish without waiting
     return totals
 
 
@@ -280,20 +280,28 @@ def messages_for(reports: Iterable[InboundReport]) -> dict[tuple[str, str], Mess
     public_ids = sorted({r.public_id for r in reports if r.public_id})
     if not provider_ids and not public_ids:
         return {}
+    found: dict[tuple[str, str], Message] = {}
+    for message in messages_with_ids(provider_ids, public_ids):
+        if message.provider_message_id:
+            found[("p", message.provider_message_id)] = message
+        found[("o", message.public_id)] = message
+    return found
+
+
+def messages_with_ids(provider_ids: Sequence[str], public_ids: Sequence[str]) -> QuerySet:
+    """The messages with any of these provider message ids or public ids (at least one
+    given), with the fields apply() reads. The provider ids come with the index's
+    condition (HAS_PROVIDER_ID), so a list of any length is looked up in msg_provider_id."""
     wanted = Q()
     if provider_ids:
         wanted |= Q(provider_message_id__in=provider_ids) & HAS_PROVIDER_ID
     if public_ids:
         wanted |= Q(public_id__in=public_ids)
-    found: dict[tuple[str, str], Message] = {}
-    for message in Message.objects.filter(wanted).order_by().only(
+    fields = (
         "id", "company_id", "public_id", "provider_message_id", "provider", "channel",
         "to_address",
-    ):  # fmt: skip
-        if message.provider_message_id:
-            found[("p", message.provider_message_id)] = message
-        found[("o", message.public_id)] = message
-    return found
+    )  # fmt: skip
+    return Message.objects.filter(wanted).order_by().only(*fields)
 
 
 def event_of(report: InboundReport, message: Message) -> StatusEvent:
@@ -416,7 +424,7 @@ def adopt_orphans(now: datetime | None = None) -> int:
             received_at__gte=now - ORPHAN_PATIENCE,
         )
         by_provider_id = orphans.exclude(provider_message_id="").filter(
-            provider_message_id__in=Message.objects.exclude(provider_message_id="")
+            provider_message_id__in=Message.objects.filter(HAS_PROVIDER_ID)
             .filter(
                 provider_message_id__in=orphans.exclude(provider_message_id="").values(
                     "provider_message_id"

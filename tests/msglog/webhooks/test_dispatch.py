@@ -8,11 +8,13 @@ import sys
 from urllib.parse import urlencode
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
+from django.db.backends.signals import connection_created
 from django_scopes import scope
 
 from msglog.models import InboundReport
-from msglog.webhooks import reports
+from msglog.webhooks import dispatch, reports
+from msglog.webhooks.twilio import status_report
 from msglog.wsgi import application
 from tests.factories import MessageFactory
 from tests.msglog.webhooks.twilio_posts import signature, status_params
@@ -117,3 +119,49 @@ def test_a_connection_the_database_dropped_is_replaced_and_the_report_stored(acm
     body, sig = signed(status_params(SID, "delivered"))
     assert call(STATUS, body, x_twilio_signature=sig)[0] == 204
     assert sorted(InboundReport.objects.values_list("event", flat=True)) == ["delivered", "sent"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_view_answers_500_and_its_connection_is_closed(acme, monkeypatch):
+    def half_done(request):  # leaves a transaction open, as a bug could
+        transaction.set_autocommit(False)
+        reports.store([status_report(request.POST)])
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(dispatch, "status_callback", half_done)
+    body, sig = signed(status_params(SID, "sent"))
+    assert call(STATUS, body, x_twilio_signature=sig)[0] == 500
+    assert connection.connection is None  # closed: its uncommitted INSERT rolled back
+    assert InboundReport.objects.count() == 0
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL statement timeout")
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_timeout_is_not_retried(acme, monkeypatch):
+    """An overloaded database is not asked twice: only a lost connection is retried."""
+    opened: list[object] = []
+
+    def count(connection, **kwargs):
+        opened.append(connection)
+
+    table = InboundReport._meta.db_table
+    locker = connection.get_new_connection(connection.get_connection_params())
+    try:
+        with monkeypatch.context() as patched:
+            # Every new connection times out too, so a retry would fail the same way.
+            options = connection.settings_dict["OPTIONS"]
+            patched.setitem(options, "options", "-c statement_timeout=200")
+            connection.close()
+            connection.ensure_connection()
+            locker.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")  # the INSERT waits
+            connection_created.connect(count)
+            try:
+                body, sig = signed(status_params(SID, "sent"))
+                assert call(STATUS, body, x_twilio_signature=sig)[0] == 500
+            finally:
+                connection_created.disconnect(count)
+    finally:
+        locker.close()
+        connection.close()  # its next one has no statement timeout
+    assert opened == []  # the view ran once, on the connection it had
+    assert InboundReport.objects.count() == 0
