@@ -94,14 +94,17 @@ def _connection_lost(error: InterfaceError | OperationalError) -> bool:
 def _release_connections() -> None:
     """What Django does as a request finishes (``close_old_connections``, i.e.
     ``BaseDatabaseWrapper.close_if_unusable_or_obsolete``): close a connection whose
-    autocommit was left changed, one past CONN_MAX_AGE, or one that saw an error.
-    Unlike Django it neither tests an errored connection nor clears
+    autocommit was left changed, one past CONN_MAX_AGE, or one that saw an error and is
+    no longer usable (an errored one that still answers is kept, so a statement timeout
+    under load does not add a reconnect). Unlike Django it does not clear
     ``health_check_done``, which would make the next request's first cursor run a
-    health-check query: an errored connection is closed outright."""
+    health-check query."""
     now = time.monotonic()
     for conn in connections.all(initialized_only=True):
         if conn.connection is None or conn.in_atomic_block:
             continue
+        if conn.errors_occurred and conn.get_autocommit() and conn.is_usable():
+            conn.errors_occurred = False
         if (
             conn.get_autocommit() != conn.settings_dict["AUTOCOMMIT"]
             or conn.errors_occurred

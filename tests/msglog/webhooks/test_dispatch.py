@@ -158,10 +158,12 @@ def test_a_statement_timeout_is_not_retried(acme, monkeypatch):
             try:
                 body, sig = signed(status_params(SID, "sent"))
                 assert call(STATUS, body, x_twilio_signature=sig)[0] == 500
+                kept = connection.connection is not None  # still usable: no reconnect
             finally:
                 connection_created.disconnect(count)
     finally:
         locker.close()
         connection.close()  # its next one has no statement timeout
     assert opened == []  # the view ran once, on the connection it had
+    assert kept
     assert InboundReport.objects.count() == 0
