@@ -105,6 +105,10 @@ def counters_for(statuses: Counter) -> dict[str, int]:
 BatchDeltas = dict[int, Counter]
 
 
+#: The Message fields `add_move` reads (see rollups.MOVE_FIELDS).
+MOVE_FIELDS = ("batch_id", "status")
+
+
 def add_move(deltas: BatchDeltas, message: Message, new_status: str) -> None:
     """Count a status change of a batch's message into `deltas` (see :func:`apply_moves`)."""
     if message.batch_id is None:

@@ -102,11 +102,11 @@ def store_event(message: Message, event: StatusEvent) -> bool:
 
 
 #: What refresh_messages reads of a locked message: the derived fields and what the
-#: rollup and batch counter moves need (not its content, which can be large).
-LOCKED_FIELDS = (
-    *DERIVED_FIELDS, "company_id", "batch_id", "created_at", "channel", "category",
-    "message_type", "segments", "credits", "updated_at",
-)  # fmt: skip
+#: rollup and batch counter moves read (not its content, which can be large). A field
+#: left out would be read by one more query per message, under the lock.
+LOCKED_FIELDS = tuple(
+    dict.fromkeys((*DERIVED_FIELDS, *rollups.MOVE_FIELDS, *batches.MOVE_FIELDS, "updated_at"))
+)
 
 
 def refresh_messages(message_ids: Iterable[int]) -> dict[int, dict]:

@@ -37,6 +37,12 @@ def day_of(moment: datetime) -> date:
     return moment.astimezone(UTC).date()
 
 
+#: The Message fields `bucket` reads, and those `add_move` reads (a caller that loads
+#: messages with only() loads these, or each read is one more query).
+BUCKET_FIELDS = ("company_id", "created_at", "channel", "category", "message_type", "status")
+MOVE_FIELDS = (*BUCKET_FIELDS, "segments", "credits")
+
+
 def bucket(message: Message, status: str | None = None) -> Bucket:
     return (
         message.company_id,

@@ -400,6 +400,7 @@ def send_many(
                 else:
                     balance -= segments
                     credits = segments
+            # The columns that vary per message: both stores write exactly these keys.
             yield {
                 "public_id": public_id,
                 "to_address": address or raw_address,
@@ -526,23 +527,6 @@ def _store_by_orm(
 
 # Sends of at least this many messages are written with COPY on PostgreSQL.
 COPY_FROM = 200
-# The columns of a message that differ from one recipient to the next (send_many's rows).
-ROW_FIELDS = (
-    "public_id",
-    "to_address",
-    "to_name",
-    "contact_id",
-    "subject",
-    "body_text",
-    "body_html",
-    "segments",
-    "encoding",
-    "credits",
-    "status",
-    "status_reason",
-    "failed_at",
-)
-
 # The first events of the messages just copied, made by the database from their rows:
 # exactly what `_store_by_orm` writes with `first_events` and `new_event` (the dedupe key
 # is `dedupe_key(public_id, status, created_at.isoformat())`), in id order.
@@ -574,19 +558,25 @@ def _store_by_copy(
 ) -> list[Message]:
     """Write the messages with COPY, each row as it is made (so the database works while
     the next rows are rendered and checked), then their first events in one INSERT that
-    reads them back. Ids are reserved first, so nothing else has to be read back."""
+    reads them back. Ids are reserved first, so nothing else has to be read back.
+
+    The columns copied per row are the first row's keys: the rows alone say which columns
+    vary, so a value added to them is written, never left to the column's default."""
     db = connection.alias  # once: the proxy's lookup costs more than building a row
+    rows = iter(rows)
+    first = next(rows)  # a COPY send has at least COPY_FROM rows
+    varying = ("id", *first)
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT nextval(%s) FROM generate_series(1, %s)", [_sequence(Message), count]
         )
         ids = [row[0] for row in cursor.fetchall()]
-        writer = CopyWriter(Message, ("id", *ROW_FIELDS), {**common, "metadata": metadata})
-        values_of = operator.itemgetter("id", *ROW_FIELDS)
+        writer = CopyWriter(Message, varying, {**common, "metadata": metadata})
+        values_of = operator.itemgetter(*varying)
         tail = writer.tail
         messages = []
         with cursor.copy(writer.sql) as copy, gc_paused():
-            for pk, row in zip(ids, rows, strict=True):
+            for pk, row in zip(ids, itertools.chain((first,), rows), strict=True):
                 row["id"] = pk
                 copy.write_row(values_of(row) + tail)
                 messages.append(

@@ -89,34 +89,28 @@ class Incoming:
             *self.key_extra,
         )
 
-    def row(self, received_at: datetime) -> tuple:
-        """The report's values for REPORT_COLUMNS, as stored."""
-        return (
-            self.source,
-            self.kind,
-            InboundReport.State.IGNORED if self.reason else InboundReport.State.PENDING,
-            self.reason[:300],
-            self.provider_message_id[:100],
-            self.public_id[:24],
-            self.address[:254],
-            self.status,
-            self.event[:40],
-            self.provider_time or received_at,
-            received_at,
-            self.error_code[:40],
-            self.error_message,
-            self.provider_event_id[:100],
-            self.dedupe_key(),
-            _PAYLOAD.get_db_prep_save(self.payload, connection),
-        )
+    def row(self, received_at: datetime) -> dict:
+        """The report's values as stored, by column: its keys are the INSERT's columns."""
+        return {
+            "source": self.source,
+            "kind": self.kind,
+            "state": InboundReport.State.IGNORED if self.reason else InboundReport.State.PENDING,
+            "reason": self.reason[:300],
+            "provider_message_id": self.provider_message_id[:100],
+            "public_id": self.public_id[:24],
+            "address": self.address[:254],
+            "status": self.status,
+            "event": self.event[:40],
+            "occurred_at": self.provider_time or received_at,
+            "received_at": received_at,
+            "error_code": self.error_code[:40],
+            "error_message": self.error_message,
+            "provider_event_id": self.provider_event_id[:100],
+            "dedupe_key": self.dedupe_key(),
+            "payload": _PAYLOAD.get_db_prep_save(self.payload, connection),
+        }
 
 
-REPORT_COLUMNS = (
-    "source", "kind", "state", "reason", "provider_message_id", "public_id", "address",
-    "status", "event", "occurred_at", "received_at", "error_code", "error_message",
-    "provider_event_id", "dedupe_key", "payload",
-)  # fmt: skip
-_STATE = REPORT_COLUMNS.index("state")
 _PAYLOAD = InboundReport._meta.get_field("payload")
 
 
@@ -128,23 +122,24 @@ def store(incoming: Sequence[Incoming]) -> None:
         return
     now = timezone.now()
     rows = [item.row(now) for item in incoming]
+    sql = _insert_sql(tuple(rows[0]), len(rows))
     with server_bound_cursor() as cursor:  # prepared once per connection: see prepared.py
-        cursor.execute(_insert_sql(len(rows)), [value for row in rows for value in row])
-    if any(row[_STATE] == InboundReport.State.PENDING for row in rows):
+        cursor.execute(sql, [value for row in rows for value in row.values()])
+    if any(row["state"] == InboundReport.State.PENDING for row in rows):
         request_application()
 
 
 @lru_cache(maxsize=16)
-def _insert_sql(rows: int) -> str:
+def _insert_sql(columns: tuple[str, ...], rows: int) -> str:
     """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING of `rows` reports: one statement,
     without the transaction and savepoint round trips bulk_create adds (the webhook's
     answer waits for it), and the same text each time, so PostgreSQL can prepare it."""
     quote = connection.ops.quote_name
-    fields = [InboundReport._meta.get_field(name) for name in REPORT_COLUMNS]
-    columns = ", ".join(quote(f.column) for f in fields)
+    fields = [InboundReport._meta.get_field(name) for name in columns]
+    names = ", ".join(quote(f.column) for f in fields)
     one = "(" + ", ".join(["%s"] * len(fields)) + ")"
     return (
-        f"INSERT INTO {quote(InboundReport._meta.db_table)} ({columns}) "  # noqa: S608
+        f"INSERT INTO {quote(InboundReport._meta.db_table)} ({names}) "  # noqa: S608
         f"VALUES {', '.join([one] * rows)} ON CONFLICT (dedupe_key) DO NOTHING"
     )
 

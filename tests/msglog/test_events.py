@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_scopes import scope
 
-from msglog.events import record_event
-from msglog.models import StatusEvent
-from tests.factories import MessageFactory
+from msglog.events import new_event, record_event, record_events
+from msglog.models import Batch, Message, StatusEvent
+from tests.factories import BatchFactory, MessageFactory
 
 
 @pytest.mark.django_db
@@ -51,3 +53,25 @@ def test_a_duplicate_inside_a_larger_transaction_spoils_nothing(acme):
         record_event(message, "delivered", occurred_at=at + timedelta(seconds=2))
     message.refresh_from_db()
     assert message.status == "delivered"
+
+
+@pytest.mark.django_db
+def test_applying_events_reads_the_locked_messages_in_one_query(acme):
+    """Everything the status rule, the rollups and the batch counters read of a locked
+    message is loaded with it (LOCKED_FIELDS): no deferred field is fetched row by row
+    while the lock is held."""
+    batch = BatchFactory(company=acme, total_count=3, pending_count=3)  # three queued
+    messages = [MessageFactory(company=acme, batch=batch) for _ in range(3)]
+    at = timezone.now()
+    with scope(company=acme.pk), CaptureQueriesContext(connection) as queries:
+        record_events([new_event(m, "delivered", occurred_at=at) for m in messages])
+    message_reads = [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].startswith("SELECT") and 'FROM "msglog_message"' in q["sql"]
+    ]
+    assert len(message_reads) == 1, message_reads
+    with scope(company=acme.pk):
+        assert set(Message.objects.values_list("status", flat=True)) == {"delivered"}
+        batch = Batch.objects.get(pk=batch.pk)
+    assert (batch.pending_count, batch.delivered_count) == (0, 3)
