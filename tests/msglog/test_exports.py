@@ -73,6 +73,18 @@ def view_ids(client, path: str, query: str) -> set[str]:
         return set(response.context["filter"].qs.values_list("public_id", flat=True))
 
 
+def whole_log(company, *, include_content: bool) -> exports.Selection:
+    """What an export of the company's whole Logs view selects."""
+    return exports.select(
+        company=company,
+        all_companies=False,
+        source="logs",
+        source_id=None,
+        query="period=all",
+        include_content=include_content,
+    )
+
+
 # --- The story's data --------------------------------------------------------------------
 
 
@@ -312,14 +324,7 @@ def test_an_excel_file_that_fails_leaves_no_temporary_files(acme, month, tmp_pat
     """A worker lives long: a failed export must not keep its sheet's XML (a gigabyte for a
     million rows) on disk until the worker exits."""
     with scopes_disabled():
-        selection = exports.select(
-            company=acme,
-            all_companies=False,
-            source="logs",
-            source_id=None,
-            query="period=all",
-            include_content=False,
-        )
+        selection = whole_log(acme, include_content=False)
         before = set(ALL_TEMP_FILES)
         with pytest.raises(IsADirectoryError):  # the rows are written, the archive cannot be
             exports.write_xlsx(selection, tmp_path)
@@ -337,14 +342,7 @@ def test_an_excel_file_that_fails_while_its_rows_are_written_leaves_no_temporary
         Message.objects.bulk_create(
             MessageFactory.build_batch(total, company=acme, to_name="Jane Doe")
         )
-        selection = exports.select(
-            company=acme,
-            all_companies=False,
-            source="logs",
-            source_id=None,
-            query="period=all",
-            include_content=True,
-        )
+        selection = whole_log(acme, include_content=True)
         reported = []
 
         def on_progress(written: int) -> None:
