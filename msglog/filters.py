@@ -94,6 +94,27 @@ class ModelChoiceFilter(django_filters.ModelChoiceFilter):
     field_class = PlainModelChoiceField
 
 
+class FilterCopies(dict):
+    """A FilterSet's declared filters, copied per instance without a deep copy.
+
+    django-filter deep-copies every filter (widgets, choices, querysets) for each
+    FilterSet; a shallow copy with its own `extra` dict and its own bound `method` is
+    enough, because filters only set attributes and `extra` keys (a ModelChoiceFilter
+    sets its queryset there), and costs a tenth of the time on every Logs page view.
+    """
+
+    def __deepcopy__(self, memo) -> dict:
+        copies = {}
+        for name, original in self.items():
+            filter_ = copy.copy(original)
+            filter_.extra = dict(original.extra)
+            filter_.__dict__.pop("_field", None)  # each copy builds a form field of its own
+            if original.method is not None:
+                filter_.method = original.method  # binds a FilterMethod to the copy
+            copies[name] = filter_
+        return copies
+
+
 class MessageFilter(django_filters.FilterSet):
     tab = django_filters.ChoiceFilter(
         choices=[(key, label) for key, (label, _) in TABS.items()],
@@ -224,6 +245,12 @@ class MessageFilter(django_filters.FilterSet):
                 attrs={"type": "date", "min": earliest.isoformat()}
             )
 
+    @classmethod
+    def get_filters(cls):
+        # For this class and its subclasses (a batch's filters): django-filter's metaclass
+        # builds each class's filters anew.
+        return FilterCopies(super().get_filters())
+
     def get_form_class(self):
         form_class = super().get_form_class()
         # The class and its fields were made for this FilterSet alone (one form each).
@@ -289,30 +316,6 @@ class MessageFilter(django_filters.FilterSet):
             return queryset
         errors = ~Q(error_code="") | ~Q(error_message="")
         return queryset.filter(errors if value else ~errors)
-
-
-class FilterCopies(dict):
-    """A FilterSet's declared filters, copied per instance without a deep copy.
-
-    django-filter deep-copies every filter (widgets, choices, querysets) for each
-    FilterSet; a shallow copy with its own `extra` dict and its own bound `method` is
-    enough, because filters only set attributes and `extra` keys (a ModelChoiceFilter
-    sets its queryset there), and costs a tenth of the time on every Logs page view.
-    """
-
-    def __deepcopy__(self, memo) -> dict:
-        copies = {}
-        for name, original in self.items():
-            filter_ = copy.copy(original)
-            filter_.extra = dict(original.extra)
-            filter_.__dict__.pop("_field", None)  # each copy builds a form field of its own
-            if original.method is not None:
-                filter_.method = original.method  # binds a FilterMethod to the copy
-            copies[name] = filter_
-        return copies
-
-
-MessageFilter.base_filters = FilterCopies(MessageFilter.base_filters)
 
 
 class FieldsUsedOnce(dict):
