@@ -16,6 +16,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, validate_email
 from django.db import transaction
 
+from msglog.sending import normalize_phone
+
 from . import audit
 from .models import Company
 
@@ -77,7 +79,6 @@ class CompanySettingsForm(forms.ModelForm):
         self.fields["default_region"].choices = region_choices()
         limit = retention_limit(self.instance)
         field = self.fields["retention_days"]
-        field.min_value, field.max_value = 1, limit
         # The model's 0-or-more validator would speak first, in less helpful words.
         field.validators = [v for v in field.validators if not isinstance(v, MinValueValidator)]
         field.widget.attrs.update(min=1, max=limit)
@@ -104,13 +105,10 @@ class CompanySettingsForm(forms.ModelForm):
         if not sender:
             return ""
         if sender.startswith("+"):
-            try:
-                number = phonenumbers.parse(sender, None)
-            except phonenumbers.NumberParseException:
-                number = None
-            if number is None or not phonenumbers.is_valid_number(number):
+            number = normalize_phone(sender, "")
+            if number is None:
                 raise ValidationError("This phone number is not valid; write it as +14155550123.")
-            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+            return number
         if not ALPHANUMERIC_SENDER.match(sender):
             raise ValidationError(
                 "A sender ID is 1 to 11 letters, digits or spaces, with at least one letter; "
