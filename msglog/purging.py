@@ -7,8 +7,8 @@ Message is handled without changes here: CASCADE rows are deleted, SET_NULL rows
 unlinked. Daily rollups are not linked to messages and keep their figures.
 
 Company-owned files (exports) are not linked to messages. Their module registers hooks
-with :func:`register_file_model` (or the two hook lists) so retention deletes the old
-ones and erasure deletes those that mention an erased address.
+in EXPIRY_HOOKS and ERASURE_HOOKS so retention deletes the old ones and erasure deletes
+those that mention an erased address (:func:`file_mentions` reads them).
 """
 
 from __future__ import annotations
@@ -106,31 +106,3 @@ def file_mentions(field_file, needles: Iterable[str]) -> bool:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             blobs = [archive.read(name) for name in archive.namelist()]
     return any(needle in blob.lower() for blob in blobs for needle in wanted)
-
-
-def register_file_model(
-    model: type[models.Model], *, file_field: str = "file", time_field: str = "created_at"
-) -> None:
-    """Make retention and erasure delete a company-owned model's rows and their files."""
-
-    def delete_rows(rows) -> int:
-        deleted = 0
-        for row in rows:
-            stored = getattr(row, file_field)
-            if stored:
-                stored.delete(save=False)
-            row.delete()
-            deleted += 1
-        return deleted
-
-    def expire(company_id: int, cutoff: datetime) -> int:
-        return delete_rows(
-            model._base_manager.filter(company_id=company_id, **{f"{time_field}__lt": cutoff})
-        )
-
-    def erase(company_id: int, addresses: frozenset[str]) -> int:
-        rows = model._base_manager.filter(company_id=company_id)
-        return delete_rows(r for r in rows if file_mentions(getattr(r, file_field), addresses))
-
-    EXPIRY_HOOKS[model._meta.label] = expire
-    ERASURE_HOOKS[model._meta.label] = erase
