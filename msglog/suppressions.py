@@ -35,8 +35,8 @@ from .models import Message, StatusEvent, Suppression
 #: Soft bounces (deferrals, temporary failures) of one address on this many different
 #: messages within SOFT_BOUNCE_WINDOW make the address suppressed. One message deferred
 #: several times (greylisting, a full mailbox for an hour) counts once.
-SOFT_BOUNCE_LIMIT = int(getattr(settings, "SOFT_BOUNCE_LIMIT", 3))
-SOFT_BOUNCE_WINDOW = timedelta(days=int(getattr(settings, "SOFT_BOUNCE_WINDOW_DAYS", 7)))
+SOFT_BOUNCE_LIMIT = settings.SOFT_BOUNCE_LIMIT
+SOFT_BOUNCE_WINDOW = timedelta(days=settings.SOFT_BOUNCE_WINDOW_DAYS)
 #: The event word every soft bounce is recorded under, whatever the provider called it.
 SOFT_BOUNCE_EVENT = "soft_bounce"
 

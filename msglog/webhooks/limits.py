@@ -10,7 +10,7 @@ TWILIO_MAX_BYTES = 32 * 1024
 
 
 def max_bytes() -> int:
-    return int(getattr(settings, "WEBHOOK_MAX_BYTES", 1024 * 1024))
+    return settings.WEBHOOK_MAX_BYTES
 
 
 def body_too_large(request: HttpRequest, limit: int | None = None) -> bool:
