@@ -56,6 +56,7 @@ from .providers.base import (
     NotFound,
     Outgoing,
     PermanentError,
+    Provider,
     ProviderError,
     TransientError,
 )
@@ -898,12 +899,16 @@ FLUSH_EVERY = 100
 def deliver_many(company_id: int, message_ids: Sequence[int]) -> list[str]:
     """Hand a chunk of messages to their providers, each at most once (the task's work)."""
     outcomes = dict.fromkeys(message_ids, "not ours")
+    # One client per provider for the whole chunk (Twilio's keeps its HTTP session).
+    providers: dict[tuple[str, str], Provider] = {}
     for start in range(0, len(message_ids), FLUSH_EVERY):
         by_provider: dict[tuple[str, str], list[Message]] = {}
         for message in claim_many(company_id, message_ids[start : start + FLUSH_EVERY]):
             by_provider.setdefault((message.channel, message.provider), []).append(message)
         for (channel, name), group in by_provider.items():
-            provider = get_provider(channel, name or None)
+            if (channel, name) not in providers:
+                providers[channel, name] = get_provider(channel, name or None)
+            provider = providers[channel, name]
             handed_over: list[tuple[Message, Accepted, str]] = []
             refused: list[tuple[Message, ProviderError]] = []
             stopped: list[Message] = []
