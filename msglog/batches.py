@@ -43,7 +43,7 @@ from templates_app.models import MessageTemplateVersion
 
 from .dedupe import dedupe_key_sql
 from .kinds import Channel
-from .models import Batch, BatchUpload, Message, StatusEvent, Suppression
+from .models import Batch, BatchUpload, Message, StatusEvent
 from .statuses import DELIVERED_GROUP, ENGAGEMENT, FAILED_GROUP, NEVER_SENT, RETRYABLE, Status
 
 # Recipients recorded per transaction: sending starts once the first chunk commits, so it
@@ -254,19 +254,6 @@ def read_csv(data: bytes | str, channel: str) -> tuple[list[tuple[int, str, str,
     return rows, ""
 
 
-def suppressions_among(company: Company, channel: str, addresses: dict) -> dict:
-    """The company's suppressions of these addresses. For a big upload, the company's whole
-    list on the channel is read once: far fewer rows than 100,000 lookups."""
-    from .sending import suppressions_for
-
-    if len(addresses) < 5_000:
-        return suppressions_for(company, channel, addresses)
-    entries = Suppression.objects.filter(company=company, channel=channel).only(
-        "address", "reason", "created_at"
-    )
-    return {e.address: e for e in entries.iterator(chunk_size=10_000) if e.address in addresses}
-
-
 def check_rows(
     company: Company, channel: str, rows: Iterable[tuple[int, str, str, dict]]
 ) -> tuple[list[Row], Report]:
@@ -276,7 +263,7 @@ def check_rows(
     once (later rows with the same address are duplicates); suppressed addresses are
     left out, as a send would record them `suppressed`.
     """
-    from .sending import normalize_address
+    from .sending import normalize_address, suppressions_for
 
     report = Report()
     seen: dict[str, int] = {}
@@ -298,7 +285,7 @@ def check_rows(
         else:
             seen[address] = line
             keep.append((line, address, name, context))
-    suppressed = suppressions_among(company, channel, seen)
+    suppressed = suppressions_for(company, channel, seen)
     send: list[Row] = []
     for line, address, name, context in keep:
         if address in suppressed:

@@ -229,6 +229,11 @@ def suppressions_for(company: Company, channel: str, addresses: Iterable[str]) -
     if whole is not None:
         wanted_set = set(wanted)
         return {address: e for address, e in whole.items() if address in wanted_set}
+    return _suppressions_looked_up(company, channel, wanted)
+
+
+def _suppressions_looked_up(company: Company, channel: str, wanted: list[str]) -> dict:
+    """The suppression entries of these distinct addresses, looked up by address."""
     entries = Suppression.objects.filter(company=company, channel=channel)
     found: dict[str, Suppression] = {}
     for start in range(0, len(wanted), 5000):
@@ -346,7 +351,8 @@ def send_many(
         # A big send: each address is normalized as its row is made, while the COPY runs.
         normalized = (normalize_address(channel, a, region) for a in raw)
     if suppressed is None:
-        suppressed = suppressions_for(company, channel, normalized)
+        # whole_suppression_list has declined the whole list: look the addresses up.
+        suppressed = _suppressions_looked_up(company, channel, [a for a in set(normalized) if a])
     scheduled = scheduled_for is not None and scheduled_for > now
     render_for = Renderer(template_version or content or Content(), channel)
     common = {
