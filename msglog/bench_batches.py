@@ -29,7 +29,7 @@ from companies.models import Company
 from templates_app.models import MessageTemplate
 
 from . import batches
-from .bench_sending import backend_pid, cpu_seconds
+from .bench_sending import backend_pid, cpu_seconds, purge_broker
 from .models import Batch, SimulatedSend
 from .worker_processes import start_worker, stop_workers, worker_env
 
@@ -65,11 +65,7 @@ def _csv(rows: int, tag: str) -> str:
 
 
 def _purge_queues() -> None:
-    import redis
-
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    for queue in ("email", "sms", "events", "maintenance", "celery"):
-        client.delete(queue)
+    purge_broker(("email", "sms", "events", "maintenance", "celery"))
 
 
 def _calls(company: Company) -> int:

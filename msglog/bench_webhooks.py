@@ -42,6 +42,7 @@ from . import rollups
 from .kinds import Category, Channel, MessageType
 from .models import Batch, Message
 from .statuses import Status
+from .worker_processes import start_worker, stop_workers
 
 PATH = "/webhooks/twilio/status/"
 TOKEN = "bench-webhooks-auth-token"  # noqa: S105 — signs the benchmark's own posts
@@ -142,6 +143,7 @@ def _callbacks(sids: list[str], total: int) -> list[tuple[bytes, str]]:
 
 
 def _start(command: list[str], env: dict, log_name: str) -> subprocess.Popen:
+    """gunicorn in its own process group (the worker: worker_processes.start_worker)."""
     log = open(settings.VAR_DIR / f"bench_webhooks_{log_name}.log", "wb")  # noqa: SIM115
     return subprocess.Popen(
         command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -365,15 +367,14 @@ def bench_webhooks() -> dict:
         {**env, "PGAPPNAME": "bench-web"},
         "web",
     )  # fmt: skip
-    worker = _start(
-        [
-            sys.executable, "-m", "celery", "-A", "msglog", "worker", "--queues", "events",
-            "--concurrency", "1", "--pool", "solo", "--without-gossip", "--without-mingle",
-            "--without-heartbeat", "--loglevel", "WARNING",
-        ],
-        {**env, "PGAPPNAME": "bench-worker"},
-        "worker",
-    )  # fmt: skip
+    worker = start_worker(
+        "bench-webhooks",
+        queues="events",
+        env={**env, "PGAPPNAME": "bench-worker"},
+        log=settings.VAR_DIR / "bench_webhooks_worker.log",
+        pool="solo",
+        quiet=True,
+    )
     try:
         _wait_port(port, web)
         web_cpu, worker_cpu = _cpu_seconds(web.pid), _cpu_seconds(worker.pid)
@@ -392,7 +393,7 @@ def bench_webhooks() -> dict:
         load = os.getloadavg()
     finally:
         _stop(web)
-        _stop(worker)
+        stop_workers(worker, timeout=15)
 
     with scopes_disabled():
         statuses = dict(
