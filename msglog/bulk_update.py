@@ -136,3 +136,14 @@ def _insert_sql(model: type[Model], columns: tuple[Field, ...]) -> str:
         f"INSERT INTO {table} ({names}) SELECT * FROM {unnest} "  # noqa: S608 — our own names
         "ON CONFLICT DO NOTHING"
     )
+
+
+def reserve_ids(model: type[Model], count: int) -> list[int]:
+    """`count` new primary keys from the model's sequence (PostgreSQL), in one query: rows
+    written by COPY or a hand-built INSERT then need nothing read back."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+            [model._meta.db_table, model._meta.pk.column, count],
+        )
+        return [row[0] for row in cursor.fetchall()]

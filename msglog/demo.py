@@ -48,6 +48,7 @@ from templates_app.rendering import render
 
 from . import rollups
 from .batches import counters_for
+from .bulk_update import reserve_ids
 from .events import dedupe_key
 from .kinds import Category, Channel, MessageType
 from .models import Batch, Message, StatusEvent, Suppression
@@ -1968,11 +1969,7 @@ def insert_objects(model: type[models.Model], objects: list[models.Model]) -> No
     quote = connection.ops.quote_name
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(
-                "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-                [table, pk, len(objects)],
-            )
-            ids = [row[0] for row in cursor.fetchall()]
+            ids = reserve_ids(model, len(objects))
         elif connection.vendor == "sqlite" and connection.in_atomic_block:
             cursor.execute(f"SELECT MAX({quote(pk)}) FROM {quote(table)}")  # noqa: S608
             highest = cursor.fetchone()[0] or 0

@@ -44,7 +44,7 @@ from templates_app.models import MessageTemplateVersion
 from templates_app.rendering import compile_text, placeholders, render
 
 from . import batches, rollups, suppressions
-from .bulk_update import update_fields
+from .bulk_update import reserve_ids, update_fields
 from .dedupe import dedupe_key_sql
 from .events import apply_report, new_event, record_event, refresh_messages
 from .kinds import Category, Channel
@@ -573,11 +573,8 @@ def _store_by_copy(
     rows = iter(rows)
     first = next(rows)  # a COPY send has at least COPY_FROM rows
     varying = ("id", *first)
+    ids = reserve_ids(Message, count)
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(%s) FROM generate_series(1, %s)", [_sequence(Message), count]
-        )
-        ids = [row[0] for row in cursor.fetchall()]
         writer = CopyWriter(Message, varying, {**common, "metadata": metadata})
         values_of = operator.itemgetter(*varying)
         tail = writer.tail
@@ -662,12 +659,6 @@ def _db_value(field, value):
     if field.get_internal_type() == "JSONField":
         return json.dumps(value)
     return value
-
-
-def _sequence(model) -> str:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [model._meta.db_table])
-        return cursor.fetchone()[0]
 
 
 def loaded(model, values: dict, company: Company | None = None, db: str | None = None):
