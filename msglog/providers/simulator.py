@@ -29,7 +29,6 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import transaction
 from django.utils import timezone
 
 from ..kinds import Channel
@@ -131,21 +130,11 @@ class SimulatorProvider:
 
     def send(self, outgoing: Outgoing) -> Accepted:
         self._refuse_if_scripted(outgoing)
-        provider_id = ("SM" if self.channel == Channel.SMS else "EM") + secrets.token_hex(16)
+        record, answer = self._accept(outgoing)
         # Written before answering, as a real provider commits before it replies: a worker
         # killed after this line left a message the provider has, and lookup will say so.
-        SimulatedSend.objects.create(
-            provider_message_id=provider_id,
-            public_id=outgoing.public_id,
-            company_id=outgoing.company_id,
-            channel=self.channel,
-            to_address=outgoing.to,
-        )
-        return Accepted(
-            provider_message_id=provider_id,
-            status=Status.SENT,
-            raw={"id": provider_id, "status": "accepted", "to": outgoing.to},
-        )
+        record.save()
+        return answer
 
     def send_batch(self, outgoings: list[Outgoing]) -> list[Accepted | ProviderError]:
         """Hand many messages over in one request, as ESPs' batch APIs take them: each
@@ -159,26 +148,28 @@ class SimulatorProvider:
             except ProviderError as error:
                 answers.append(error)
                 continue
-            provider_id = ("SM" if self.channel == Channel.SMS else "EM") + secrets.token_hex(16)
-            records.append(
-                SimulatedSend(
-                    provider_message_id=provider_id,
-                    public_id=outgoing.public_id,
-                    company_id=outgoing.company_id,
-                    channel=self.channel,
-                    to_address=outgoing.to,
-                )
-            )
-            answers.append(
-                Accepted(
-                    provider_message_id=provider_id,
-                    status=Status.SENT,
-                    raw={"id": provider_id, "status": "accepted", "to": outgoing.to},
-                )
-            )
-        with transaction.atomic():
-            SimulatedSend.objects.bulk_create(records)
+            record, answer = self._accept(outgoing)
+            records.append(record)
+            answers.append(answer)
+        SimulatedSend.objects.bulk_create(records)
         return answers
+
+    def _accept(self, outgoing: Outgoing) -> tuple[SimulatedSend, Accepted]:
+        """The provider's record of an accepted message (not yet saved) and its answer."""
+        provider_id = ("SM" if self.channel == Channel.SMS else "EM") + secrets.token_hex(16)
+        record = SimulatedSend(
+            provider_message_id=provider_id,
+            public_id=outgoing.public_id,
+            company_id=outgoing.company_id,
+            channel=self.channel,
+            to_address=outgoing.to,
+        )
+        answer = Accepted(
+            provider_message_id=provider_id,
+            status=Status.SENT,
+            raw={"id": provider_id, "status": "accepted", "to": outgoing.to},
+        )
+        return record, answer
 
     def _refuse_if_scripted(self, outgoing: Outgoing) -> None:
         address = outgoing.to
