@@ -8,10 +8,10 @@ starts with the first chunk and the web request never waits for 100,000 rows.
 
 Counters move with the messages, so the Batches page never counts rows. :func:`add_move`
 (collect) and :func:`apply_moves` (write, then :func:`settle` the batch's state) are the
-one place they move: beside the daily rollups in :func:`events.refresh_messages`, and in
-the paths that set a status without it (the claim, the one-UPDATE acceptance in
-:func:`sending.accept_many`, the set-wise cancel below); new messages are counted by
-:func:`count_created`.
+one place they move, always beside the daily rollups through :class:`StatusMoves`: in
+:func:`events.refresh_messages`, and in the paths that set a status without it (the
+claim, the one-UPDATE acceptance in :func:`sending.accept_many`, the set-wise cancel
+below); new messages are counted by :func:`count_created`.
 
 Stop takes two commits. The first marks the batch stopped: from then on no claim takes
 one of its messages (the claim's WHERE clause, :data:`NOT_STOPPED_SQL`) and a worker
@@ -41,6 +41,7 @@ from django.utils import timezone
 from companies.models import Company, Contact
 from templates_app.models import MessageTemplateVersion
 
+from . import rollups
 from .dedupe import dedupe_key_sql
 from .kinds import Channel
 from .models import Batch, BatchUpload, Message, StatusEvent
@@ -109,12 +110,15 @@ BatchDeltas = dict[int, Counter]
 MOVE_FIELDS = ("batch_id", "status")
 
 
-def add_move(deltas: BatchDeltas, message: Message, new_status: str) -> None:
-    """Count a status change of a batch's message into `deltas` (see :func:`apply_moves`)."""
+def add_move(
+    deltas: BatchDeltas, message: Message, new_status: str, old_status: str | None = None
+) -> None:
+    """Count a status change of a batch's message into `deltas` (see :func:`apply_moves`);
+    `old_status` where the message already holds the new one."""
     if message.batch_id is None:
         return
     delta = deltas.setdefault(message.batch_id, Counter())
-    for name in counters_of(message.status):
+    for name in counters_of(old_status or message.status):
         delta[name] -= 1
     for name in counters_of(new_status):
         delta[name] += 1
@@ -129,6 +133,23 @@ def apply_moves(deltas: BatchDeltas) -> None:
             Batch.objects.filter(pk=batch_id).update(**changes)
             touched.append(batch_id)
     settle(touched)
+
+
+class StatusMoves:
+    """Status changes of many messages, counted together in the daily rollups and in
+    their batches' counters: what every path that changes statuses in bulk applies."""
+
+    def __init__(self) -> None:
+        self.rollups: dict[rollups.Bucket, list[int]] = {}
+        self.batches: BatchDeltas = {}
+
+    def add(self, message: Message, new_status: str, old_status: str | None = None) -> None:
+        rollups.add_move(self.rollups, message, new_status, old_status)
+        add_move(self.batches, message, new_status, old_status)
+
+    def apply(self) -> None:
+        rollups.apply_deltas({k: tuple(v) for k, v in self.rollups.items()})
+        apply_moves(self.batches)
 
 
 def count_created(batch: Batch, messages: Sequence[Message]) -> None:
@@ -615,14 +636,11 @@ FROM moved
 
 
 def _cancel_set_wise(batch: Batch, reason: str) -> int:
-    from . import rollups
-
     now = timezone.now()
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(CANCEL_SQL, {"batch": batch.pk, "reason": reason, "now": now})
         rows = cursor.fetchall()
-        deltas: dict = {}
-        moves: BatchDeltas = {}
+        moves = StatusMoves()
         for company_id, created_at, channel, category, kind, segments, credits, old in rows:
             message = Message(
                 company_id=company_id,
@@ -635,10 +653,8 @@ def _cancel_set_wise(batch: Batch, reason: str) -> int:
                 status=old,
                 batch_id=batch.pk,
             )
-            rollups.add_move(deltas, message, Status.CANCELED)
-            add_move(moves, message, Status.CANCELED)
-        rollups.apply_deltas({k: tuple(v) for k, v in deltas.items()})
-        apply_moves(moves)
+            moves.add(message, Status.CANCELED)
+        moves.apply()
     return len(rows)
 
 
@@ -670,8 +686,6 @@ def _cancel(messages: Sequence[Message], reason: str) -> None:
 def refund_canceled(messages: QuerySet) -> int:
     """Give back the credits of canceled SMS in one ledger entry per company."""
     from companies.models import CreditLedgerEntry
-
-    from . import rollups
 
     with transaction.atomic():
         charged = list(

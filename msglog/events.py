@@ -137,16 +137,14 @@ def refresh_messages(message_ids: Iterable[int]) -> dict[int, dict]:
         ):
             facts[message_id].append(EventFact(*fact))
         changed_messages = []
-        deltas: dict[rollups.Bucket, list[int]] = {}
-        batch_deltas: batches.BatchDeltas = {}
+        moves = batches.StatusMoves()
         for message in locked:
             derived = derive(facts[message.pk], initial=message.status).as_fields()
             changed = {k: v for k, v in derived.items() if getattr(message, k) != v}
             if not changed:
                 continue
             if "status" in changed:
-                rollups.add_move(deltas, message, changed["status"])
-                batches.add_move(batch_deltas, message, changed["status"])
+                moves.add(message, changed["status"])
             for field, value in changed.items():
                 setattr(message, field, value)
             message.updated_at = now
@@ -154,8 +152,7 @@ def refresh_messages(message_ids: Iterable[int]) -> dict[int, dict]:
             changed_messages.append(message)
         if changed_messages:
             update_fields(changed_messages, [*DERIVED_FIELDS, "updated_at"])
-            rollups.apply_deltas({k: tuple(v) for k, v in deltas.items()})
-            batches.apply_moves(batch_deltas)
+            moves.apply()
     return changes
 
 

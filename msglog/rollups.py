@@ -76,10 +76,16 @@ def count_created(messages: Iterable[Message]) -> None:
     apply_deltas({k: tuple(v) for k, v in deltas.items()})
 
 
-def add_move(deltas: dict[Bucket, list[int]], message: Message, new_status: str) -> None:
-    """Count a status change into `deltas`: the message leaves its current status's
-    bucket for the new one (apply the collected deltas with `apply_deltas`)."""
-    for key, sign in ((bucket(message), -1), (bucket(message, new_status), 1)):
+def add_move(
+    deltas: dict[Bucket, list[int]],
+    message: Message,
+    new_status: str,
+    old_status: str | None = None,
+) -> None:
+    """Count a status change into `deltas`: the message leaves its status's bucket (its
+    current one, or `old_status` where the message already holds the new one) for the new
+    one (apply the collected deltas with `apply_deltas`)."""
+    for key, sign in ((bucket(message, old_status), -1), (bucket(message, new_status), 1)):
         delta = deltas.setdefault(key, [0, 0, 0])
         delta[0] += sign
         delta[1] += sign * message.segments

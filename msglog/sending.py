@@ -795,18 +795,14 @@ def accept_many(handed_over: list[tuple[Message, Accepted, str]]) -> None:
             update_fields(rest, ["provider_message_id"])
             refresh_messages(m.pk for m in rest)
         # The messages moved here bypass refresh_messages: their rollups and batch counters
-        # move here, the same way (batches.add_move is the one rule for batch counters).
-        deltas: dict[rollups.Bucket, list[int]] = {}
-        batch_moves: batches.BatchDeltas = {}
+        # move here, through the same StatusMoves.
+        moves = batches.StatusMoves()
         for message, _, _ in handed_over:
             if message.pk in moved:
-                message.status = Status.SENDING
-                rollups.add_move(deltas, message, Status.SENT)
-                batches.add_move(batch_moves, message, Status.SENT)
+                moves.add(message, Status.SENT, old_status=Status.SENDING)
                 message.status, message.sent_at, message.status_reason = Status.SENT, now, ""
                 message.updated_at = now
-        rollups.apply_deltas({k: tuple(v) for k, v in deltas.items()})
-        batches.apply_moves(batch_moves)
+        moves.apply()
     simulated = [m for m, _, _ in handed_over if m.provider == "simulator"]
     if simulated:
         from .tasks import schedule_simulated_reports
@@ -874,15 +870,10 @@ def claim_many(company_id: int, message_ids: Sequence[int]) -> list[Message]:
             ],
             ignore_conflicts=True,
         )
-        deltas: dict[rollups.Bucket, list[int]] = {}
-        batch_moves: batches.BatchDeltas = {}
+        moves = batches.StatusMoves()
         for message in messages:
-            message.status = Status.QUEUED
-            rollups.add_move(deltas, message, Status.SENDING)
-            batches.add_move(batch_moves, message, Status.SENDING)
-            message.status = Status.SENDING
-        rollups.apply_deltas({k: tuple(v) for k, v in deltas.items()})
-        batches.apply_moves(batch_moves)
+            moves.add(message, Status.SENDING, old_status=Status.QUEUED)
+        moves.apply()
     return messages
 
 
