@@ -44,7 +44,7 @@ from templates_app.models import MessageTemplateVersion
 from templates_app.rendering import compile_text, placeholders, render
 
 from . import batches, rollups, suppressions
-from .bulk_update import reserve_ids, update_fields
+from .bulk_update import insert_new, reserve_ids, update_fields
 from .dedupe import dedupe_key_sql
 from .events import apply_report, new_event, record_event, refresh_messages
 from .kinds import Category, Channel
@@ -789,7 +789,7 @@ def accept_many(handed_over: list[tuple[Message, Accepted, str]]) -> None:
         )
     with transaction.atomic():
         moved = _mark_sent(handed_over, now) if connection.vendor == "postgresql" else set()
-        StatusEvent.objects.bulk_create(events, ignore_conflicts=True, batch_size=2000)
+        insert_new(events)
         rest = [m for m, _, _ in handed_over if m.pk not in moved]
         if rest:
             update_fields(rest, ["provider_message_id"])
@@ -857,7 +857,7 @@ def claim_many(company_id: int, message_ids: Sequence[int]) -> list[Message]:
         if not won:
             return []
         messages = list(Message.objects.select_related("company").filter(pk__in=won).order_by("pk"))
-        StatusEvent.objects.bulk_create(
+        insert_new(
             [
                 new_event(
                     m,
@@ -868,7 +868,6 @@ def claim_many(company_id: int, message_ids: Sequence[int]) -> list[Message]:
                 )
                 for m in messages
             ],
-            ignore_conflicts=True,
         )
         moves = batches.StatusMoves()
         for message in messages:
