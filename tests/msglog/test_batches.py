@@ -16,12 +16,15 @@ from collections import Counter
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 from django_scopes import scope, scopes_disabled
 
 from companies.models import AuditEntry
 from msglog import batches, sending
+from msglog.forms import company_timezone
 from msglog.models import Batch, BatchUpload, Message, SimulatedSend, StatusEvent
 from msglog.statuses import Status
+from tests.clock import ahead
 from tests.factories import ContactFactory, SuppressionFactory, TemplateFactory
 
 pytestmark = pytest.mark.django_db
@@ -384,13 +387,19 @@ def test_a_batch_from_contacts(admin, newsletter, acme):
 
 def test_a_scheduled_batch_waits_for_its_time(admin, newsletter):
     client = admin.client()
+    next_month = ahead(days=30)
     response = upload(
-        client, newsletter, data="email\nann@example.org\n", scheduled_for="2099-01-01T09:00"
+        client,
+        newsletter,
+        data="email\nann@example.org\n",
+        scheduled_for=timezone.localtime(next_month, company_timezone(newsletter.company)).strftime(
+            "%Y-%m-%dT%H:%M"
+        ),
     )
     client.post(response["Location"])
     with scopes_disabled():
         batch = Batch.objects.get()
-    assert batch.state == "scheduled" and batch.scheduled_for.year == 2099
+    assert batch.state == "scheduled" and batch.scheduled_for == next_month.replace(second=0)
     with scope(company=batch.company_id):
         batches.record_rows(batch.upload.pk)
     assert statuses(batch) == {Status.SCHEDULED: 1}

@@ -9,6 +9,8 @@ import hmac
 import json
 import uuid
 
+from tests.clock import ago, iso_z
+
 MAILGUN_KEY = "mailgun-signing-key-123"
 
 
@@ -97,7 +99,7 @@ def sns_notification(ses_event: dict, message_id: str | None = None) -> tuple[di
         "TopicArn": "arn:aws:sns:us-east-1:123456789012:ses-events",
         "Subject": "Amazon SES Email Event Notification",
         "Message": json.dumps(ses_event),
-        "Timestamp": "2026-11-23T12:00:01.000Z",
+        "Timestamp": iso_z(ago(seconds=1)),
         "SignatureVersion": "1",
         "Signature": "EXAMPLEpH+...",
         "SigningCertURL": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0000.pem",
@@ -125,11 +127,11 @@ def ses_bounce(message_id: str, email: str, bounce_type: str = "Permanent") -> d
                     "diagnosticCode": "smtp; 550 5.1.1 user unknown",
                 }
             ],
-            "timestamp": "2026-11-23T12:00:00.000Z",
+            "timestamp": iso_z(ago(seconds=2)),
             "feedbackId": f"feedback-{message_id}-{bounce_type}",
         },
         "mail": {
-            "timestamp": "2026-11-23T11:59:58.000Z",
+            "timestamp": iso_z(ago(seconds=4)),
             "source": "clinic@example.com",
             "messageId": message_id,
             "destination": [email],
@@ -141,13 +143,13 @@ def ses_delivery(message_id: str, email: str) -> dict:
     return {
         "eventType": "Delivery",
         "mail": {
-            "timestamp": "2026-11-23T11:59:58.000Z",
+            "timestamp": iso_z(ago(seconds=4)),
             "source": "clinic@example.com",
             "messageId": message_id,
             "destination": [email],
         },
         "delivery": {
-            "timestamp": "2026-11-23T12:00:00.000Z",
+            "timestamp": iso_z(ago(seconds=2)),
             "processingTimeMillis": 2000,
             "recipients": [email],
             "smtpResponse": "250 2.6.0 Message received",

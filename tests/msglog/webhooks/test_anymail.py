@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from django_scopes import scope, scopes_disabled
 
 from msglog.models import InboundReport, StatusEvent, Suppression
 from msglog.webhooks import reports
+from tests.clock import ago, iso_z
 from tests.factories import ContactFactory, MessageFactory
 from tests.msglog.webhooks.esp_posts import (
     mailgun_event,
@@ -26,7 +28,7 @@ SENDGRID = "/webhooks/anymail/sendgrid/tracking/"
 MAILGUN = "/webhooks/anymail/mailgun/tracking/"
 POSTMARK = "/webhooks/anymail/postmark/tracking/"
 SES = "/webhooks/anymail/amazon_ses/tracking/"
-T0 = 1795435200  # 2026-11-23 09:20 UTC
+T0 = int(ago(hours=1).timestamp())  # ESPs send Unix seconds
 
 
 def email(acme, address="ann@example.org", provider_id="esp-1", **fields):
@@ -132,7 +134,7 @@ def test_postmark_spam_complaint_suppresses_and_outranks_delivery(client, acme):
     contact = ContactFactory(company=acme, email="ann@example.org")
     message = email(acme, provider_id="883953f4-6105-42a2-a16a-77a8eac79483", contact=contact)
     complaint = postmark_complaint(
-        message.provider_message_id, "ann@example.org", "2026-11-23T10:00:00Z"
+        message.provider_message_id, "ann@example.org", iso_z(ago(minutes=5))
     )
     assert post_json(client, POSTMARK, complaint).status_code == 200
     reports.apply_all()
@@ -146,19 +148,20 @@ def test_postmark_spam_complaint_suppresses_and_outranks_delivery(client, acme):
 @pytest.mark.django_db
 def test_soft_bounces_never_bounce_a_message_but_repeated_ones_suppress_the_address(client, acme):
     messages = [email(acme, provider_id=f"pm-{i}") for i in range(3)]
+    # Within the soft-bounce window (a week), counted back from today.
     for i, message in enumerate(messages[:2]):
         soft = postmark_bounce("SoftBounce", message.provider_message_id, "ann@example.org",
-                               f"2026-11-2{i}T10:00:00Z", 100 + i)  # fmt: skip
+                               iso_z(ago(days=3 - i)), 100 + i)  # fmt: skip
         post_json(client, POSTMARK, soft)
     # The same message deferred again counts once.
-    again = postmark_bounce("SoftBounce", "pm-1", "ann@example.org", "2026-11-22T11:00:00Z", 200)
+    again = postmark_bounce("SoftBounce", "pm-1", "ann@example.org", iso_z(ago(days=1)), 200)
     post_json(client, POSTMARK, again)
     reports.apply_all()
     assert {refreshed(m).status for m in messages} == {"sent"}
     with scopes_disabled():
         assert not Suppression.objects.exists()
 
-    third = postmark_bounce("SoftBounce", "pm-2", "ann@example.org", "2026-11-23T10:00:00Z", 300)
+    third = postmark_bounce("SoftBounce", "pm-2", "ann@example.org", iso_z(ago(hours=1)), 300)
     post_json(client, POSTMARK, third)
     reports.apply_all()
     with scopes_disabled():
@@ -166,6 +169,23 @@ def test_soft_bounces_never_bounce_a_message_but_repeated_ones_suppress_the_addr
         events = StatusEvent.objects.filter(message__in=messages, event="soft_bounce")
         assert events.count() == 4
     assert refreshed(messages[2]).status == "sent"
+
+
+@pytest.mark.django_db
+def test_soft_bounces_older_than_the_window_no_longer_count(client, acme):
+    # A fixed "now", so the window's edge is exact whatever day the suite runs.
+    now = datetime(2031, 3, 14, 12, 0, tzinfo=UTC)
+    messages = [email(acme, provider_id=f"pm-{i}") for i in range(3)]
+    days_before = [8, 6, 1]  # a week's window: the first is out of it
+    with time_machine.travel(now, tick=False):
+        for i, (message, days) in enumerate(zip(messages, days_before, strict=True)):
+            at = iso_z(now - timedelta(days=days))
+            soft = postmark_bounce("SoftBounce", message.provider_message_id, "ann@example.org",
+                                   at, 400 + i)  # fmt: skip
+            post_json(client, POSTMARK, soft)
+        reports.apply_all()
+    with scopes_disabled():
+        assert not Suppression.objects.exists()
 
 
 @pytest.mark.django_db

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from anymail.signals import AnymailTrackingEvent
@@ -23,10 +23,12 @@ from msglog.tasks import apply_provider_reports
 from msglog.webhooks import reports
 from msglog.webhooks.anymail import tracking_report
 from msglog.webhooks.twilio import status_report
+from tests.clock import ago
 from tests.factories import BatchFactory, CompanyFactory, MessageFactory
 from tests.msglog.webhooks.twilio_posts import status_params
 
-T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+# Yesterday, to the minute: Twilio's RawDlrDoneDate carries minutes, no seconds.
+T0 = ago(days=1).replace(second=0)
 SMS_WORDS = ["queued", "sent", "delivered", "undelivered", "failed"]
 EMAIL_WORDS = ["sent", "delivered", "opened", "clicked", "bounced", "deferred", "complained"]
 ERRORS = {"undelivered": "30003", "failed": "30005"}
