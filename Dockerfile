@@ -12,5 +12,5 @@ RUN SECRET_KEY=build-only python manage.py collectstatic --no-input -v 0
 RUN useradd --system --home /app msglog && mkdir -p /app/var/media && chown -R msglog /app/var
 USER msglog
 EXPOSE 8000
-CMD ["gunicorn", "msglog.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", \
+CMD ["gunicorn", "msglog.config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", \
      "--worker-class", "gthread", "--threads", "8", "--keep-alive", "30"]

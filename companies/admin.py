@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Company, Contact, CreditLedgerEntry, Membership
+from companies.models import Company, Contact, CreditLedgerEntry, Membership
 
 
 class MembershipInline(admin.TabularInline):

@@ -1,4 +1,4 @@
-"""The audit log: the one function that records what a person did (SPEC §6, issue 8).
+"""The audit log: the one function that records what a person did.
 
 Callers pass the request (actor and company come from it) or both explicitly. The
 details are small JSON facts — the filter of an export, the fields a setting changed
@@ -12,7 +12,7 @@ from typing import Any
 from django.http import HttpRequest
 from django_scopes import scopes_disabled
 
-from .models import AuditEntry, Company
+from companies.models import AuditEntry, Company, Membership
 
 Action = AuditEntry.Action
 
@@ -47,10 +47,9 @@ def record(
 
 def record_login(sender, request: HttpRequest | None, user, **kwargs) -> None:
     """A sign-in, in the audit log of every company the person belongs to."""
-    from .models import Membership
 
     with scopes_disabled():
-        company_ids = list(
+        company_ids: list[int | None] = list(
             Membership.objects.filter(user=user).values_list("company_id", flat=True)
         )
     for company_id in company_ids or [None]:

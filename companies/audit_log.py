@@ -1,4 +1,4 @@
-"""The audit log page's filters and its CSV export (issue 8)."""
+"""The audit log page's filters and its CSV export."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from collections.abc import Iterable, Iterator
 import django_filters
 from django import forms
 
-from msglog.exports import neutralize
-from msglog.filters import end_of_day, start_of_day
-
-from .models import AuditEntry
+from companies.models import AuditEntry
+from msglog.rules.cells import neutralize
+from msglog.rules.days import end_of_day, start_of_day
 
 CSV_COLUMNS = ["when (UTC)", "who", "action", "what", "details"]
 
@@ -53,7 +52,7 @@ class AuditFilter(django_filters.FilterSet):
 
 
 def safe_cell(value: object) -> str:
-    """A cell a spreadsheet shows as text, never runs as a formula (SPEC §6)."""
+    """A cell a spreadsheet shows as text, never runs as a formula."""
     return neutralize("" if value is None else str(value))
 
 

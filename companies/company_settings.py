@@ -1,4 +1,4 @@
-"""Company settings an admin may change (SPEC §4 "Company settings"), with their rules.
+"""Company settings an admin may change, with their rules.
 
 A change is validated whole and saved in one transaction with its audit entry: an
 invalid value changes nothing.
@@ -16,10 +16,9 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, validate_email
 from django.db import transaction
 
-from msglog.sending import normalize_phone
-
-from . import audit
-from .models import Company
+from companies import audit
+from companies.models import Company
+from msglog.rules.addresses import normalize_phone
 
 RETENTION_LIMIT = 30  # days a company without a contract may keep its log
 CONTRACTED_RETENTION_LIMIT = 365
@@ -75,8 +74,11 @@ class CompanySettingsForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["timezone"].choices = [(z, z) for z in sorted(available_timezones())]
-        self.fields["default_region"].choices = region_choices()
+        zones, regions = self.fields["timezone"], self.fields["default_region"]
+        assert isinstance(zones, forms.ChoiceField)  # both declared above
+        assert isinstance(regions, forms.ChoiceField)
+        zones.choices = [(z, z) for z in sorted(available_timezones())]
+        regions.choices = region_choices()
         limit = retention_limit(self.instance)
         field = self.fields["retention_days"]
         # The model's 0-or-more validator would speak first, in less helpful words.
@@ -154,7 +156,7 @@ def save_settings(form: CompanySettingsForm, *, request=None) -> dict[str, list]
         )
         audit.record(
             audit.Action.SETTINGS_CHANGED,
-            "Changed " + ", ".join(form.fields[name].label.lower() for name in changed),
+            "Changed " + ", ".join(str(form.fields[name].label).lower() for name in changed),
             request=request,
             company=company,
             details={"changes": changed},

@@ -1,14 +1,14 @@
 from functools import cache
 
-from . import credits
-from .models import Company
-from .roles import Perm
-from .tenancy import ALL_COMPANIES
+from companies import credits
+from companies.models import Company
+from companies.roles import Perm
+from companies.tenancy import ALL_COMPANIES
 
 
 def tenancy(request):
     """The current company, the company switcher's choices, and what the user may do."""
-    perms = getattr(request, "perms", frozenset())
+    perms: frozenset[Perm] = getattr(request, "perms", frozenset())
     company = getattr(request, "company", None)
     all_companies = getattr(request, "all_companies", False)
     return {

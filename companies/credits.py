@@ -1,8 +1,8 @@
 """SMS credits: top-ups, the ledger, the low-balance warning and credits used per period.
 
 The company's balance and its ledger move together, always in one transaction with the
-company row locked, so the ledger's amounts sum to the balance (SPEC §5, issue 8).
-Charges and refunds are written by `msglog.sending`, which holds the same lock.
+company row locked, so the ledger's amounts sum to the balance.
+Charges and refunds are written by `msglog.services.sending`, which holds the same lock.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from django.db.models import Case, Count, IntegerField, Q, Sum, Value, When
 from django.db.models.functions import Coalesce, TruncMonth
 from django_scopes import scopes_disabled
 
-from . import audit
-from .models import Company, CreditLedgerEntry
+from companies import audit
+from companies.models import Company, CreditLedgerEntry
 
 # A balance below this shows a warning on the Logs page (one segment is one credit).
 LOW_BALANCE = 50
@@ -67,31 +67,6 @@ def top_up(company: Company, amount: int, *, actor=None, note: str = "", request
     return balance
 
 
-def ledger_sum(company: Company) -> int:
-    with scopes_disabled():
-        total = CreditLedgerEntry.objects.filter(company_id=company.pk).aggregate(
-            total=Coalesce(Sum("amount"), 0)
-        )["total"]
-    return int(total)
-
-
-def ledger_matches_balance(company: Company) -> bool:
-    """The invariant: the ledger's amounts sum to the balance, and each entry's
-    `balance_after` is the running sum up to it."""
-    with scopes_disabled():
-        balance = Company.objects.values_list("sms_credit_balance", flat=True).get(pk=company.pk)
-        running = 0
-        for amount, after in (
-            CreditLedgerEntry.objects.filter(company_id=company.pk)
-            .order_by("id")
-            .values_list("amount", "balance_after")
-        ):
-            running += amount
-            if running != after:
-                return False
-    return running == balance
-
-
 @dataclass(frozen=True)
 class PeriodUse:
     """Credits moved in one month: what the accountant reports."""
@@ -131,7 +106,7 @@ def use_per_month(company: Company, start: date | None = None, end: date | None 
         rows = rows.filter(created_at__date__gte=start)
     if end:
         rows = rows.filter(created_at__date__lte=end)
-    rows = (
+    months = (
         rows.annotate(month=TruncMonth("created_at"))
         .values("month")
         .annotate(
@@ -150,5 +125,5 @@ def use_per_month(company: Company, start: date | None = None, end: date | None 
             topped_up=row["topped_up"],
             messages=row["messages"],
         )
-        for row in rows
+        for row in months
     ]

@@ -16,9 +16,9 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 from django_scopes import scopes_disabled
 
-from . import audit
-from .models import Company, Membership
-from .roles import Role
+from companies import audit
+from companies.models import Company, Membership
+from companies.roles import Role
 
 
 class MemberError(ValueError):
@@ -53,7 +53,7 @@ def invite(company: Company, email: str, role: str, *, request=None, actor=None)
             or User.objects.filter(username__iexact=email[:150]).first()
         )
         created = user is None
-        if created:
+        if user is None:
             user = User(username=email[:150], email=email)
             user.set_unusable_password()
             user.save()

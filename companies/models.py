@@ -5,9 +5,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
-from django_scopes import ScopedManager
 
-from .roles import Role
+from companies.managers import CompanyScopedManager
+from companies.roles import Role
 
 
 class Company(models.Model):
@@ -51,7 +51,7 @@ class Membership(models.Model):
     role = models.CharField(max_length=20, choices=Role.choices, default=Role.VIEWER)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    objects = ScopedManager(company="company")
+    objects = CompanyScopedManager()
 
     class Meta:
         ordering = ["company__name"]
@@ -74,7 +74,7 @@ class Contact(models.Model):
     marketing_opt_out = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    objects = ScopedManager(company="company")
+    objects = CompanyScopedManager()
 
     class Meta:
         ordering = ["name"]
@@ -113,7 +113,7 @@ class CreditLedgerEntry(models.Model):
     note = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    objects = ScopedManager(company="company")
+    objects = CompanyScopedManager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -125,10 +125,10 @@ class CreditLedgerEntry(models.Model):
 
 
 class AuditEntry(models.Model):
-    """One thing a person did that the company must be able to account for (SPEC §6).
+    """One thing a person did that the company must be able to account for.
 
     Append-only: rows are written by :func:`companies.audit.record` and never changed;
-    saving an existing row or deleting one raises. Erasure (issue 8) leaves an entry
+    saving an existing row or deleting one raises. Erasure leaves an entry
     that says it happened, never the erased data.
     """
 
@@ -156,7 +156,7 @@ class AuditEntry(models.Model):
     details = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
-    objects = ScopedManager(company="company")
+    objects = CompanyScopedManager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -1,4 +1,4 @@
-"""Roles and what each may do (SPEC §6): the one permission helper for views and templates."""
+"""Roles and what each may do: the one permission helper for views and templates."""
 
 from __future__ import annotations
 

@@ -9,18 +9,39 @@ explicitly (:func:`for_company`), so a scoping bug alone can never leak data.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, TypeVar, cast
 
-from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest, HttpResponseBase
 from django_scopes import scope, scopes_disabled
 
-from .models import Company, Membership
-from .roles import perms_for
+from companies.models import Company, Membership
+from companies.roles import Perm, perms_for
+
+if TYPE_CHECKING:
+    from django_htmx.middleware import HtmxDetails
 
 SESSION_KEY = "current_company"
 ALL_COMPANIES = "all"
+
+_M = TypeVar("_M", bound=Model)
+
+
+class CompanyRequest(HttpRequest):
+    """A request as the views see it: :func:`choose_company` has set its company and role.
+
+    Only a type: at run time it is Django's request, with these attributes set by
+    CompanyScopeMiddleware (and ``htmx`` by django-htmx's HtmxMiddleware).
+    """
+
+    company: Company | None  # None: no company, or all companies (operators only)
+    role: str | None
+    perms: frozenset[Perm]
+    memberships: list[Membership]
+    all_companies: bool
+    htmx: HtmxDetails
 
 
 def memberships_of(user) -> list[Membership]:
@@ -28,7 +49,7 @@ def memberships_of(user) -> list[Membership]:
         return list(Membership.objects.filter(user=user).select_related("company"))
 
 
-def choose_company(request: HttpRequest) -> None:
+def choose_company(request: CompanyRequest) -> None:
     """Set request.company (None: all companies, operators only), .role and .perms."""
     user = request.user
     request.company = None
@@ -64,13 +85,16 @@ class CompanyScopeMiddleware:
     A signed-in user with no company gets an empty scope (company__in=[]).
     """
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        # Where Django's request becomes a CompanyRequest: choose_company sets its attributes.
+        request = cast(CompanyRequest, request)
         choose_company(request)
         if not request.user.is_authenticated:
             return self.get_response(request)
+        value: int | list[int] | None
         if request.company is not None:
             value = request.company.pk
         elif request.all_companies:
@@ -84,7 +108,7 @@ class CompanyScopeMiddleware:
         return response
 
 
-def for_company(queryset: QuerySet, request: HttpRequest) -> QuerySet:
+def for_company(queryset: QuerySet[_M], request: CompanyRequest) -> QuerySet[_M]:
     """Filter a queryset to the request's company, explicitly (belt and braces with scopes)."""
     if request.company is not None:
         return queryset.filter(company=request.company)

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Batch, InboundReport, Message, StatusEvent, Suppression
+from msglog.models import Batch, InboundReport, Message, StatusEvent, Suppression
 
 
 class StatusEventInline(admin.TabularInline):

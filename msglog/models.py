@@ -1,4 +1,4 @@
-"""The message log: Message, StatusEvent, Batch, Suppression (SPEC §3).
+"""The message log: Message, StatusEvent, Batch, Suppression.
 
 Every model here is company-owned and scoped (django-scopes): a query outside a
 company scope raises. Indexes lead with company and created time, matching the
@@ -10,15 +10,19 @@ from __future__ import annotations
 import base64
 import os
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
-from django_scopes import ScopedManager
 
-from .kinds import Category, Channel, MessageType
-from .statuses import FAILED_GROUP, Status
+from companies.managers import CompanyScopedManager
+from msglog.rules.kinds import Category, Channel, MessageType
+from msglog.rules.statuses import FAILED_GROUP, Status
+
+if TYPE_CHECKING:
+    from msglog.rules.errors import Explanation
 
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -111,7 +115,7 @@ class Batch(models.Model):
     opened_count = models.PositiveIntegerField(default=0)
     failed_count = models.PositiveIntegerField(default=0)
     canceled_count = models.PositiveIntegerField(default=0)
-    # --- Issue 6 (bulk sends): waiting messages, and recipients still to be recorded.
+    # Bulk sends: waiting messages, and recipients still to be recorded.
     pending_count = models.PositiveIntegerField(
         default=0, help_text="Messages queued, scheduled or being handed over"
     )
@@ -119,7 +123,7 @@ class Batch(models.Model):
         default=0, help_text="Recipients the batch was created for"
     )
 
-    objects = ScopedManager(company="company")
+    objects = CompanyScopedManager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -166,7 +170,7 @@ class BatchUpload(models.Model):
     recorded_rows = models.PositiveIntegerField(default=0, help_text="Rows already messages")
     created_at = models.DateTimeField(default=timezone.now)
 
-    objects = ScopedManager(company="company")
+    objects = CompanyScopedManager()
 
     class Meta:
         ordering = ["-created_at"]
@@ -258,7 +262,7 @@ class Message(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     metadata = models.JSONField(default=dict, blank=True)
 
-    objects = ScopedManager(company="company")
+    objects = CompanyScopedManager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -333,7 +337,11 @@ class StatusEvent(models.Model):
     dedupe_key = models.CharField(max_length=64)
     raw_payload = models.JSONField(default=dict, blank=True)
 
-    objects = ScopedManager(company="company")
+    # Not columns: the message detail page sets them on the events its timeline shows.
+    explanation: Explanation | None
+    payload_json: str
+
+    objects = CompanyScopedManager()
 
     class Meta:
         ordering = ["occurred_at", "id"]
@@ -368,7 +376,7 @@ class Suppression(models.Model):
     note = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
-    objects = ScopedManager(company="company")
+    objects = CompanyScopedManager()
 
     class Meta:
         ordering = ["-created_at"]
@@ -402,7 +410,7 @@ class DailyRollup(models.Model):
     segments = models.IntegerField(default=0)
     credits = models.IntegerField(default=0)
 
-    objects = ScopedManager(company="company")
+    objects = CompanyScopedManager()
 
     class Meta:
         constraints = [
@@ -455,13 +463,13 @@ class SimulatedSend(models.Model):
         return f"{self.provider_message_id} to {self.to_address}"
 
 
-# --- Provider reports as received (msglog/webhooks) ---------------------------------------
+# --- Provider reports as received (msglog/providers) ---------------------------------------
 
 
 class InboundReport(models.Model):
     """One report from outside (a provider's webhook, an inbound SMS, our own open or
     click tracking), stored durably the moment it is authenticated and applied to its
-    message later, in batches, by a worker (msglog/webhooks/reports.py).
+    message later, in batches, by a worker (msglog/services/inbound_reports.py).
 
     Not company data yet when it arrives: the company is known only once the report is
     matched to a message, so this is platform data like SimulatedSend, keyed by what the
@@ -518,11 +526,11 @@ class InboundReport(models.Model):
         return f"{self.source} {self.event or self.status} for {self.provider_message_id}"
 
 
-# --- Exports (issue 7) ------------------------------------------------------------------
+# --- Exports ------------------------------------------------------------------
 
 
 class Export(models.Model):
-    """One CSV or Excel file of filtered messages, made in the background (msglog.exports).
+    """One CSV or Excel file of filtered messages, made in the background (msglog.services.exports).
 
     Small exports stream straight to the browser and leave only an audit entry; big ones
     become an Export: a file under MEDIA_ROOT that belongs to the company, is listed on
@@ -557,7 +565,7 @@ class Export(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField()
 
-    objects = ScopedManager(company="company")
+    objects = CompanyScopedManager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import MessageTemplate, MessageTemplateVersion
+from templates_app.models import MessageTemplate, MessageTemplateVersion
 
 
 @admin.register(MessageTemplate)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models, transaction
-from django_scopes import ScopedManager
 
-from msglog.kinds import Category, Channel, MessageType
+from companies.managers import CompanyScopedManager
+from msglog.rules.kinds import Category, Channel, MessageType
 
 
 class MessageTemplate(models.Model):
@@ -23,7 +23,7 @@ class MessageTemplate(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    objects = ScopedManager(company="company")
+    objects = CompanyScopedManager()
 
     class Meta:
         ordering = ["name"]
@@ -72,7 +72,7 @@ class MessageTemplateVersion(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
-    objects = ScopedManager(company="company")
+    objects = CompanyScopedManager()
 
     class Meta:
         ordering = ["template", "-number"]

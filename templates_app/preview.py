@@ -3,7 +3,7 @@
 Placeholders are ``{{ name }}`` words, filled by plain substitution from a dict: no
 template language runs, so template content can neither read server data nor loop or
 call anything. Sample values are HTML-escaped in HTML, and the finished HTML goes
-through the same sanitizer as a sent message's (:mod:`msglog.content`) before it is
+through the same sanitizer as a sent message's (:mod:`msglog.rules.content`) before it is
 shown in a sandboxed iframe (no scripts, no same origin).
 """
 
@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 
 from django.utils.safestring import SafeString
 
-from msglog.content import html_document
-from msglog.kinds import Channel
-from msglog.segments import count_segments, length_in_units
-
-from .rendering import placeholders, render
+from msglog.rules.content import html_document
+from msglog.rules.kinds import Channel
+from msglog.rules.segments import count_segments, length_in_units
+from templates_app.rendering import placeholders, render
 
 SAMPLE_DATA: dict[str, str] = {
     "first_name": "Jane",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
@@ -19,7 +19,7 @@ def placeholders(text: str) -> list[str]:
 
 
 def render(
-    text: str, context: dict[str, object], *, escape: bool = False, keep_missing: bool = False
+    text: str, context: Mapping[str, object], *, escape: bool = False, keep_missing: bool = False
 ) -> str:
     """Replace each ``{{ name }}`` with its value from `context`.
 
@@ -36,7 +36,7 @@ def render(
     return PLACEHOLDER.sub(value, text)
 
 
-def compile_text(text: str, *, escape: bool = False) -> Callable[[dict[str, object]], str]:
+def compile_text(text: str, *, escape: bool = False) -> Callable[[Mapping[str, object]], str]:
     """`render` of one text, prepared once for many contexts (a bulk send).
 
     The same result as ``render(text, context, escape=escape)``, without scanning the
@@ -49,7 +49,7 @@ def compile_text(text: str, *, escape: bool = False) -> Callable[[dict[str, obje
     pairs = list(zip(names, literals, strict=True))
     quote = html.escape if escape else str
 
-    def fill(context: dict[str, object]) -> str:
+    def fill(context: Mapping[str, object]) -> str:
         out = [head]
         for name, literal in pairs:
             found = context.get(name)

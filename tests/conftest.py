@@ -18,6 +18,7 @@ from django.test import Client
 from companies.roles import Role
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.factories import PASSWORD, CompanyFactory, MembershipFactory, UserFactory
+from tests.msglog.providers.twilio.twilio_posts import AUTH_TOKEN
 
 
 @dataclass
@@ -92,3 +93,16 @@ def chromium() -> Iterator[object]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def webhook_settings(settings):
+    """The providers' webhook secrets, and the canonical URL their signatures cover."""
+    settings.TWILIO_AUTH_TOKEN = AUTH_TOKEN
+    settings.PUBLIC_BASE_URL = "https://msglog.example.com"
+    settings.ANYMAIL = {
+        **settings.ANYMAIL,
+        "WEBHOOK_SECRET": ["old-user:old-secret", "hook-user:hook-secret"],
+        "MAILGUN_WEBHOOK_SIGNING_KEY": "mailgun-signing-key-123",
+    }
+    return settings

@@ -9,10 +9,10 @@ from django_scopes import scopes_disabled
 
 from companies.models import Company, Contact, Membership
 from companies.roles import Role
-from msglog.events import dedupe_key
-from msglog.kinds import Category, Channel, MessageType
 from msglog.models import Batch, Message, StatusEvent, Suppression
-from msglog.statuses import Status
+from msglog.rules.dedupe import dedupe_key
+from msglog.rules.kinds import Category, Channel, MessageType
+from msglog.rules.statuses import Status
 from templates_app.models import MessageTemplate
 
 PASSWORD = "correct horse battery staple"

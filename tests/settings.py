@@ -5,8 +5,8 @@ import os
 
 os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
 
-from msglog.settings import *  # noqa: F403
-from msglog.settings import STORAGES
+from msglog.config.settings import *  # noqa: F403
+from msglog.config.settings import STORAGES
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Manifest storage needs collectstatic; the suite serves static files as they are.

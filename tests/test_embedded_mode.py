@@ -125,14 +125,14 @@ def test_a_worker_processes_a_task_end_to_end(embedded, worker):
         f"""
 from django.utils import timezone
 from django_scopes import scopes_disabled
-from msglog.events import dedupe_key
 from msglog.models import StatusEvent
-from msglog.tasks import enqueue_on_commit, refresh_message_status
+from msglog.rules.dedupe import dedupe_key
+from msglog.services import queue
 with scopes_disabled():
     StatusEvent.objects.create(company_id={company_id}, message_id={message_id},
         status="delivered", occurred_at=timezone.now(), source="simulator",
         dedupe_key=dedupe_key("smoke", {message_id}))
-enqueue_on_commit(refresh_message_status, {company_id}, {message_id})
+queue.publish_on_commit("msglog.tasks.refresh_message_status", {company_id}, {message_id})
 """,
     )
     wait_for(

@@ -6,8 +6,8 @@ import pytest
 from django_scopes import scope, scopes_disabled
 
 from companies.models import AuditEntry, Company
-from msglog import sending
-from msglog.sending import Content, Recipient
+from msglog.services import sending
+from msglog.services.sending import Content, Recipient
 
 VALID = {
     "sms_enabled": "on",

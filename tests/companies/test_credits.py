@@ -10,9 +10,10 @@ from django_scopes import scope, scopes_disabled
 
 from companies import credits
 from companies.models import AuditEntry, Company, CreditLedgerEntry
-from msglog import sending
-from msglog.sending import Content, Recipient
-from tests.msglog.test_sending import in_threads
+from msglog.services import delivery, sending
+from msglog.services.sending import Content, Recipient
+from tests import checks
+from tests.threads import in_threads
 
 
 def sms(company, to: str, text: str = "See you tomorrow at 10."):
@@ -35,7 +36,7 @@ def test_an_operator_tops_up_and_the_ledger_and_audit_say_so(acme, admin, operat
     assert response.status_code == 302
     acme.refresh_from_db()
     assert acme.sms_credit_balance == 250
-    assert credits.ledger_matches_balance(acme)
+    assert checks.ledger_matches_balance(acme)
     with scopes_disabled():
         entry = CreditLedgerEntry.objects.get(company=acme)
         audited = AuditEntry.objects.get(company=acme, action="credits_topped_up")
@@ -91,13 +92,13 @@ def test_the_ledger_links_each_charge_to_its_message_and_refunds_it(acme, accoun
     credits.top_up(acme, 10)
     message = sms(acme, "+14155550123", "x" * 200)  # two segments
     with scope(company=acme.pk):
-        sending.refund(message)
+        delivery.refund(message)
     page = accountant.client().get("/settings/credits/").content.decode()
     assert message.get_absolute_url() in page
     assert "-2" in page and "+2" in page and "+10" in page
     (month,) = credits.use_per_month(acme)
     assert (month.charged, month.refunded, month.used, month.topped_up) == (2, 2, 0, 10)
-    assert credits.ledger_matches_balance(acme)
+    assert checks.ledger_matches_balance(acme)
 
 
 @pytest.mark.django_db
@@ -128,15 +129,15 @@ def test_the_ledger_sums_to_the_balance_under_concurrent_sends_refunds_and_top_u
         message = sms(acme, f"+1415555{i:04d}")
         if i % 2 and message.status == "queued":
             with scope(company=acme.pk):
-                sending.refund(message)
+                delivery.refund(message)
         return message.status
 
     results = in_threads(40, work)
     assert not [r for r in results if isinstance(r, Exception)], results
     acme.refresh_from_db()
     assert acme.sms_credit_balance >= 0
-    assert credits.ledger_sum(acme) == acme.sms_credit_balance
-    assert credits.ledger_matches_balance(acme)
+    assert checks.ledger_sum(acme) == acme.sms_credit_balance
+    assert checks.ledger_matches_balance(acme)
     assert acme.sms_credit_balance == 15 + 10 * 3 - sum(
         1 for i, r in enumerate(results) if i % 4 and r == "queued" and not i % 2
     )

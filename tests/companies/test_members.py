@@ -13,7 +13,7 @@ from companies import members
 from companies.models import AuditEntry, Membership
 from companies.roles import Role
 from tests.factories import MembershipFactory, UserFactory
-from tests.msglog.test_sending import in_threads
+from tests.threads import in_threads
 
 
 def membership(persona):

@@ -1,4 +1,4 @@
-"""Roles decide what each person may do (SPEC §6), through one helper."""
+"""Roles decide what each person may do, through one helper."""
 
 from __future__ import annotations
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from django_scopes import scopes_disabled
 
-from companies import credits
 from companies.models import AuditEntry, Company, Membership
 from msglog.models import Message
+from tests import checks
 from tests.browser import sign_in
 from tests.factories import PASSWORD, MessageFactory
 
@@ -94,7 +94,7 @@ def test_an_operator_tops_up_and_the_low_balance_warning_goes(
     page.wait_for_selector("text=the balance is 500")
     assert page.locator("#balance").inner_text() == "500"
     page.context.close()
-    assert credits.ledger_matches_balance(acme)
+    assert checks.ledger_matches_balance(acme)
 
     page = sign_in(chromium, live_server.url, accountant.user.username, PASSWORD)
     assert page.locator(".low-credits").count() == 0

@@ -30,11 +30,15 @@ from tests.factories import (
 
 
 def scoped_models() -> list:
-    """Every model whose default manager is a django-scopes ScopedManager."""
+    """Every model whose default manager is a django-scopes ScopedManager (our
+    CompanyScopedManager subclasses the class it makes)."""
     return [
         model
         for model in apps.get_models()
-        if type(model._default_manager).__name__ == "Manager"
+        if any(
+            cls.__module__ == "django_scopes.manager"
+            for cls in type(model._default_manager).__mro__
+        )
         and hasattr(model._default_manager, "with_scope")
     ]
 

@@ -12,9 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from msglog.providers.base import Outgoing
-
-from .twilio_api import FakeTwilio
+from msglog.rules.provider_interface import Outgoing
+from tests.fakes.twilio_api import FakeTwilio
 
 
 @pytest.fixture

@@ -15,8 +15,9 @@ import pytest
 from django_scopes import scopes_disabled
 
 from companies.roles import WHY_NOT, Perm
-from msglog.statuses import Status
-from templates_app.preview import SAMPLE_DATA, fill, placeholders, preview
+from msglog.rules.statuses import Status
+from templates_app.preview import SAMPLE_DATA, fill, preview
+from templates_app.rendering import placeholders
 from tests.factories import MessageFactory, TemplateFactory
 
 HOSTILE_HTML = (

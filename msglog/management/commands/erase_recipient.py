@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django_scopes import scopes_disabled
 
 from companies.models import Company
-from msglog import erasure
+from msglog.services import erasure
 
 
 class Command(BaseCommand):

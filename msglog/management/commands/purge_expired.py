@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand
 from django_scopes import scopes_disabled
 
 from companies.models import Company
-from msglog import retention
+from msglog.services import retention
 
 
 class Command(BaseCommand):

@@ -1,0 +1,1 @@
+"""Company administration pages: settings, members, credits, the audit log, the company switcher."""

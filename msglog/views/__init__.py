@@ -1,1 +1,0 @@
-"""Views of the message log, one module per page: thin, company-filtered, role-checked."""
