@@ -103,7 +103,9 @@ class NotFound(Exception):
 class Provider(Protocol):
     """What every provider implements. A provider whose API takes many messages in one
     request may also offer ``send_batch(outgoings) -> list[Accepted | ProviderError]``
-    (one answer per message, in order); the send service uses it when it is there."""
+    (one answer per message, in order); the send service uses it when it is there. One
+    that reports back by itself rather than through webhooks (the simulator) may offer
+    ``acceptance_recorded()``, called once the answers it gave are committed."""
 
     name: str
     #: The channels the provider sends; it is made with ``ProviderClass(channel)``.

@@ -126,7 +126,17 @@ def deliver(message_id: int, attempt: int | None = None) -> str:
     except AmbiguousError as error:
         return _maybe_sent(message, attempt, error, provider.name)
     accept(message, accepted, source=provider.name)
+    _acceptance_recorded(provider)
     return "sent"
+
+
+def _acceptance_recorded(provider: Provider) -> None:
+    """Tell a provider that reports back by itself (the simulator) that our record of its
+    acceptances has committed, so its reports never arrive before the message has its
+    provider id; a worker killed before this leaves the message to reconciliation."""
+    hook = getattr(provider, "acceptance_recorded", None)
+    if hook is not None:
+        hook()
 
 
 def accept(message: Message, accepted: Accepted, source: str) -> None:
@@ -289,6 +299,7 @@ def deliver_many(company_id: int, message_ids: Sequence[int]) -> list[str]:
             if stopped:
                 batches.cancel_claimed(stopped)
             accept_many(handed_over)
+            _acceptance_recorded(provider)
             for message, error in refused:
                 outcomes[message.pk] = _refused(message, message.attempts, error, provider.name)
     return [outcomes[pk] for pk in message_ids]

@@ -131,6 +131,9 @@ class SimulatorProvider:
 
     def __init__(self, channel: str):
         self.channel = channel
+        # Accepted and not yet reported on: their reports are published once the send
+        # service has recorded the acceptances (acceptance_recorded).
+        self._unreported: list[tuple[Outgoing, Accepted]] = []
 
     def send(self, outgoing: Outgoing) -> Accepted:
         self._refuse_if_scripted(outgoing)
@@ -138,7 +141,7 @@ class SimulatorProvider:
         # Written before answering, as a real provider commits before it replies: a worker
         # killed after this line left a message the provider has, and lookup will say so.
         record.save()
-        self._report_later([(outgoing, answer)])
+        self._unreported.append((outgoing, answer))
         return answer
 
     def send_batch(self, outgoings: list[Outgoing]) -> list[Accepted | ProviderError]:
@@ -157,15 +160,17 @@ class SimulatorProvider:
             records.append(record)
             answers.append(answer)
         SimulatedSend.objects.bulk_create(records)
-        self._report_later(
-            [(o, a) for o, a in zip(outgoings, answers, strict=True) if isinstance(a, Accepted)]
-        )
+        self._unreported += [
+            (o, a) for o, a in zip(outgoings, answers, strict=True) if isinstance(a, Accepted)
+        ]
         return answers
 
-    def _report_later(self, accepted: list[tuple[Outgoing, Accepted]]) -> None:
-        """Report back after realistic delays, as a provider's webhooks would: through
-        the events queue, one task per company and delay carrying the reports of every
-        message it concerns (named by our public id, which the provider was given)."""
+    def acceptance_recorded(self) -> None:
+        """Report back on what was accepted, after realistic delays, as a provider's
+        webhooks would: through the events queue, one task per company and delay carrying
+        the reports of every message it concerns (named by our public id, which the
+        provider was given)."""
+        accepted, self._unreported = self._unreported, []
         due: dict[tuple[int, float], list] = {}
         for outgoing, answer in accepted:
             for delay, report in self.reports(answer.provider_message_id, outgoing.to):

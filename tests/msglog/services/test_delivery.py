@@ -85,6 +85,27 @@ def test_a_lost_answer_is_settled_by_asking_the_provider_not_by_sending_again(fu
 
 
 @pytest.mark.django_db
+def test_the_simulator_reports_back_only_once_its_answer_is_recorded(
+    funded, django_capture_on_commit_callbacks
+):
+    with scope(company=funded.pk):
+        message = sms(funded, "+14155550123")
+        claimed = delivery.claim(message.pk)
+        provider = SimulatorProvider("sms")
+        with django_capture_on_commit_callbacks(execute=False) as published:
+            accepted = provider.send(delivery.outgoing_for(claimed, claimed.attempts))
+        # A worker killed here leaves a message without its provider id: no report may
+        # overtake the acceptance, or the log would show it delivered by nobody knows whom.
+        assert published == []
+        delivery.accept(claimed, accepted, source=provider.name)
+        message.refresh_from_db()
+        assert message.provider_message_id == accepted.provider_message_id
+        with django_capture_on_commit_callbacks(execute=False) as published:
+            provider.acceptance_recorded()
+        assert len(published) == 1  # its delivery report, due in two seconds
+
+
+@pytest.mark.django_db
 def test_a_message_the_provider_never_got_is_sent_again(funded, django_capture_on_commit_callbacks):
     with scope(company=funded.pk):
         message = sms(funded, "+14155550123")
